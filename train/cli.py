@@ -1,0 +1,154 @@
+"""``flint-train``: train a FLINT model (or the BASE-f baseline) and write a checkpoint after every epoch."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import fields, replace
+from pathlib import Path
+
+from flint_analysis.checkpoint import Checkpoint, load_checkpoint
+from flint_analysis.datasets import DATASETS, load_dataset, load_dataset_for_spec
+from flint_analysis.errors import FlintError, InputError
+from flint_analysis.models import ARCHITECTURES, build_model, resolve_architecture_kwargs
+from flint_analysis.runtime import resolve_device, seed_everything
+from train.config import PRESETS, TrainingConfig, preset_for_dataset
+from train.trainer import train
+
+_WEIGHT_HELP = {
+    "beta": "β, weight of L_of (output fidelity)",
+    "gamma": "γ, weight of L_if (input fidelity / reconstruction)",
+    "delta": "δ, weight of L_cd (conciseness and diversity)",
+    "zeta": "ζ, weight of the entropy terms inside L_cd",
+    "mu": "μ, weight of the diversity entropy inside L_cd",
+    "eta": "η, weight of the ℓ1 term inside L_cd",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="flint-train",
+        description="Train a FLINT predictor f with its interpreter g = h∘Φ and decoder d (Algorithm 1 of the paper).",
+    )
+    data = parser.add_argument_group("data")
+    data.add_argument("--dataset", choices=list(DATASETS), help="dataset to train on (required unless --resume)")
+    data.add_argument("--data-root", help="folder holding the dataset files (default: $FLINT_DATA, then known locations)")
+    data.add_argument("--download", action="store_true", help="let torchvision download MNIST/FashionMNIST if missing")
+    data.add_argument("--samples-per-class", type=int, help="quickdraw: drawings per class (default 10000, split 80/20)")
+    data.add_argument("--classes", nargs="+", help="quickdraw: class names (default: the paper's 10)")
+    model = parser.add_argument_group("model")
+    model.add_argument("--preset", choices=list(PRESETS), help="hyper-parameter preset (default: paper-mnist for mnist/fashion-mnist, paper-quickdraw for quickdraw, demo for mnist5k)")
+    model.add_argument("--architecture", choices=list(ARCHITECTURES), help="architecture (default: the preset's)")
+    model.add_argument("--num-attributes", type=int, help="J, the number of attributes (default: the architecture's)")
+    model.add_argument("--attribute-activation", choices=["leaky_relu", "relu"], help="Φ's output non-linearity (default: the architecture's)")
+    hyper = parser.add_argument_group("training (defaults: the preset's)")
+    hyper.add_argument("--epochs", type=int)
+    hyper.add_argument("--batch-size", type=int)
+    hyper.add_argument("--lr", dest="learning_rate", type=float, help="Adam learning rate")
+    for name, text in _WEIGHT_HELP.items():
+        hyper.add_argument(f"--{name}", type=float, help=text)
+    hyper.add_argument("--interpretability-start-epoch", type=int, help="0-based epoch that switches on β, δ, η (Algorithm 1: 2)")
+    hyper.add_argument("--entropy-start-epoch", type=int, help="0-based epoch that switches on ζ, μ (Algorithm 1: 3)")
+    hyper.add_argument("--l1-reduction", choices=["sum", "mean"], help="‖Φ‖₁ summed over attributes (paper) or averaged (authors' code)")
+    hyper.add_argument("--baseline", action="store_true", help="train f alone (β = γ = δ = 0): the paper's BASE-f")
+    run = parser.add_argument_group("run")
+    run.add_argument("-o", "--output", help="checkpoint path to write (default: runs/<dataset>/ckpt.pt; with --resume, the resumed file)")
+    run.add_argument("--resume", metavar="CKPT", help="continue the run saved in CKPT (its settings; --epochs may extend it)")
+    run.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint at --output")
+    run.add_argument("--seed", type=int, default=0, help="seed of initialisation, shuffling and dropout (default 0)")
+    run.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
+    return parser
+
+
+def _config_from_args(args: argparse.Namespace, base: TrainingConfig) -> TrainingConfig:
+    overrides = {f.name: getattr(args, f.name) for f in fields(TrainingConfig) if getattr(args, f.name, None) is not None}
+    if args.baseline:
+        overrides["baseline"] = True
+    return replace(base, **overrides)
+
+
+def _new_checkpoint(args: argparse.Namespace) -> tuple[Checkpoint, TrainingConfig, object]:
+    if args.dataset is None:
+        raise InputError("give --dataset NAME (or --resume CKPT)")
+    options = {}
+    if args.samples_per_class is not None:
+        options["samples_per_class"] = args.samples_per_class
+    if args.classes:
+        options["classes"] = args.classes
+    if options and args.dataset != "quickdraw":
+        raise InputError("--samples-per-class and --classes apply to --dataset quickdraw only")
+    bundle = load_dataset(args.dataset, data_root=args.data_root, download=args.download, **options)
+    preset = args.preset or preset_for_dataset(args.dataset)
+    preset_architecture, preset_config = PRESETS[preset]
+    config = _config_from_args(args, preset_config)
+    architecture = args.architecture or preset_architecture
+    channels, height, _ = bundle.spec.input_shape
+    kwargs = {"num_classes": bundle.spec.num_classes, "in_channels": channels, "input_size": height}
+    if args.num_attributes is not None:
+        kwargs["num_attributes"] = args.num_attributes
+    if args.attribute_activation is not None:
+        kwargs["attribute_activation"] = args.attribute_activation
+    kwargs = resolve_architecture_kwargs(architecture, kwargs)
+    seed_everything(args.seed)
+    checkpoint = Checkpoint(
+        model=build_model(architecture, kwargs),
+        architecture=architecture,
+        architecture_kwargs=kwargs,
+        dataset=bundle.spec,
+        training={"preset": preset},
+    )
+    return checkpoint, config, bundle
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        device = resolve_device(args.device)
+        if args.resume:
+            checkpoint = load_checkpoint(args.resume, device="cpu")
+            if not checkpoint.resume:
+                raise InputError(f"{args.resume} holds no training state to resume (it was not written by flint-train)")
+            config = _config_from_args(args, TrainingConfig.from_dict(checkpoint.training["config"]))
+            seed = int(checkpoint.training["seed"])
+            bundle = load_dataset_for_spec(checkpoint.dataset, data_root=args.data_root, download=args.download)
+            output = Path(args.output or args.resume)
+            checkpoint.model.train()
+        else:
+            checkpoint, config, bundle = _new_checkpoint(args)
+            seed = args.seed
+            output = Path(args.output or f"runs/{args.dataset}/ckpt.pt")
+            if output.exists() and not args.overwrite:
+                raise InputError(f"{output} exists; continue it with --resume {output} or replace it with --overwrite")
+        if output.is_dir():
+            raise InputError(f"output {output} is a directory; give a file path such as {output / 'ckpt.pt'}")
+        if checkpoint.epochs_completed >= config.epochs:
+            print(f"{output}: all {config.epochs} epochs are done; raise --epochs to train further")
+            return 0
+        print(
+            f"training {checkpoint.architecture} (J={checkpoint.model.num_attributes}) on {checkpoint.dataset.name} "
+            f"({checkpoint.dataset.train_size}/{checkpoint.dataset.test_size}), preset {checkpoint.training.get('preset')}"
+            f"{', BASE-f' if config.baseline else ''}, seed {seed}, device {device} -> {output}"
+        )
+        train(checkpoint, bundle, config, output, seed, device, progress=not args.quiet)
+        last = checkpoint.history[-1]
+        chance = 100.0 / checkpoint.dataset.num_classes
+        if not config.baseline and last["test_accuracy_g"] < 2 * chance:
+            print(
+                f"warning: g is near chance ({last['test_accuracy_g']:.1f}% test accuracy): the attributes collapsed or "
+                "have not converged; with the paper's η the ℓ1 sum can drive them to zero (see README, Training presets)",
+                file=sys.stderr,
+            )
+    except FlintError as error:
+        print(f"flint-train: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\nflint-train: interrupted; the checkpoint holds the last finished epoch, continue with --resume", file=sys.stderr)
+        return 130
+    print(f"wrote {output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

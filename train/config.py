@@ -1,0 +1,127 @@
+"""Hyper-parameters, presets and the loss-weight schedule of Algorithm 1.
+
+Paper values ("Hyperparameter tuning" and "Optimization" sections): Adam with a fixed learning rate of
+1e-4 for 12 epochs; MNIST/LeNet J=25, β=0.5, γ=0.8, δ=0.2, ζ=1, μ=1, η=0.5 (also used for FashionMNIST,
+supplement "Additional results on FashionMNIST"); QuickDraw/ResNet J=24, β=0.1, γ=5, δ=0.1, ζ=1, μ=2,
+η=3. The paper gives no batch size; the presets use the authors' code's (16 for MNIST, 64 for QuickDraw).
+
+Where the authors' code differs from the paper (``official-code-notes.md`` §3, §7), these presets follow
+the paper: the entropy terms start at the 4th epoch (code: 5th for MNIST), μ=2 for QuickDraw (code: 1),
+no ℓ1 warm-up at QuickDraw's 2nd epoch, and ``‖Φ(x)‖₁`` is the sum over the J attributes (code: the
+mean, i.e. η/J). ``l1_reduction="mean"`` gives the code's ℓ1 for users matching the authors' runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from types import MappingProxyType
+from typing import Any, Mapping
+
+from flint_analysis.errors import InputError
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """The weights of ``L = L_pred + β L_of + γ L_if + δ L_cd`` with ``L_cd = ζ[−μ E(Φ̄) + E(Φ)] + η‖Φ‖₁``."""
+
+    beta: float = 0.0
+    gamma: float = 0.0
+    delta: float = 0.0
+    zeta: float = 0.0
+    mu: float = 0.0
+    eta: float = 0.0
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Everything that defines a training run besides the data, the architecture and the seed.
+
+    Attributes:
+        epochs: number of epochs (paper: 12).
+        batch_size: mini-batch size.
+        learning_rate: Adam's fixed learning rate (paper: 1e-4).
+        beta, gamma, delta, zeta, mu, eta: the paper's β0, γ0, δ0, ζ0, μ0, η0.
+        interpretability_start_epoch: 0-based epoch that switches on β, δ and η (Algorithm 1: 2).
+        entropy_start_epoch: 0-based epoch that switches on ζ and μ (Algorithm 1: 3).
+        l1_reduction: ``"sum"`` over attributes (the paper's ‖Φ‖₁) or ``"mean"`` (the authors' code).
+        baseline: train f alone (β = γ = δ = 0 throughout), the paper's BASE-f.
+    """
+
+    epochs: int = 12
+    batch_size: int = 16
+    learning_rate: float = 1e-4
+    beta: float = 0.5
+    gamma: float = 0.8
+    delta: float = 0.2
+    zeta: float = 1.0
+    mu: float = 1.0
+    eta: float = 0.5
+    interpretability_start_epoch: int = 2
+    entropy_start_epoch: int = 3
+    l1_reduction: str = "sum"
+    baseline: bool = False
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1:
+            raise InputError(f"epochs and batch size must be positive, got {self.epochs} and {self.batch_size}")
+        if self.learning_rate <= 0:
+            raise InputError(f"learning rate must be positive, got {self.learning_rate}")
+        if self.l1_reduction not in ("sum", "mean"):
+            raise InputError(f"l1_reduction must be 'sum' or 'mean', got {self.l1_reduction!r}")
+        negative = [f.name for f in fields(self) if f.name in LossWeights.__dataclass_fields__ and getattr(self, f.name) < 0]
+        if negative:
+            raise InputError(f"loss weight {negative[0]} must be non-negative")
+
+    def weights_for_epoch(self, epoch: int) -> LossWeights:
+        """The loss weights in force during 0-based ``epoch`` (Algorithm 1 of the paper).
+
+        Epochs before ``interpretability_start_epoch``: only ``L_pred + γ L_if``. From it on: β, δ, η on
+        and ζ = 0 (no entropy). From ``entropy_start_epoch`` on: ζ and μ on as well.
+        """
+        if self.baseline:
+            return LossWeights()
+        weights = LossWeights(gamma=self.gamma)
+        if epoch >= self.interpretability_start_epoch:
+            weights = replace(weights, beta=self.beta, delta=self.delta, eta=self.eta)
+        if epoch >= self.entropy_start_epoch:
+            weights = replace(weights, zeta=self.zeta, mu=self.mu)
+        return weights
+
+    def schedule(self) -> list[LossWeights]:
+        """The weights of every epoch, in order."""
+        return [self.weights_for_epoch(epoch) for epoch in range(self.epochs)]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainingConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{key: value for key, value in data.items() if key in known})
+
+
+PAPER_MNIST = TrainingConfig()
+PAPER_QUICKDRAW = TrainingConfig(batch_size=64, beta=0.1, gamma=5.0, delta=0.1, zeta=1.0, mu=2.0, eta=3.0)
+# The paper's schedule was tuned for 60,000 images; on mnist5k's 4,000 images (3,000 steps at lr 1e-4) it
+# leaves g far from converged. DEMO keeps Algorithm 1 and the paper's β, γ, δ, ζ, μ but uses lr 1e-3 and
+# η = 0.02 = 0.5/J, the per-attribute ℓ1 strength of the authors' runs (with the paper's sum over
+# attributes, η = 0.5 drives every attribute to zero and g to chance). Measured on mnist5k, seed 0:
+# f 97.0 %, g 96.4 %, fidelity 97.5 % on the 1,000 test images (README, "Training presets").
+DEMO = TrainingConfig(epochs=12, batch_size=16, learning_rate=1e-3, eta=0.02)
+
+PRESETS: Mapping[str, tuple[str, TrainingConfig]] = MappingProxyType(
+    {
+        "paper-mnist": ("lenet", PAPER_MNIST),
+        "paper-quickdraw": ("resnet18", PAPER_QUICKDRAW),
+        "demo": ("lenet", DEMO),
+    }
+)
+
+_DEFAULT_PRESET = MappingProxyType(
+    {"mnist": "paper-mnist", "fashion-mnist": "paper-mnist", "quickdraw": "paper-quickdraw", "mnist5k": "demo"}
+)
+
+
+def preset_for_dataset(dataset: str) -> str:
+    """The preset used when none is named: the paper's for full datasets, ``demo`` for ``mnist5k``."""
+    return _DEFAULT_PRESET.get(dataset, "paper-mnist")

@@ -1,0 +1,113 @@
+"""The FLINT training losses (paper, section "Imposing interpretability properties").
+
+Every term is averaged over the mini-batch (the paper writes sums over S; with Adam a common batch scale
+does not change the optimum). Within a sample: ``L_if`` is the mean squared error per pixel, the scale
+on which the paper's Table 4 reports it (0.029 for MNIST); ``‖Φ‖₁`` sums over the J attributes as the
+paper writes it, or averages over them (``l1_reduction="mean"``, the authors' code).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from flint_analysis.models import FlintOutput
+from train.config import LossWeights
+
+
+def real_entropy(values: Tensor) -> Tensor:
+    """Entropy of a real vector, ``E(v) = −Σ_i p_i log p_i`` with ``p = softmax(v)`` (paper, after Jain et al. 2017).
+
+    Args:
+        values: ``(..., J)``.
+
+    Returns:
+        ``(...)`` entropies, computed along the last dimension.
+    """
+    log_p = torch.log_softmax(values, dim=-1)
+    return -(log_p.exp() * log_p).sum(dim=-1)
+
+
+def output_fidelity_loss(g_logits: Tensor, f_logits: Tensor) -> Tensor:
+    """``L_of``: cross-entropy of ``g`` against the soft targets ``softmax(f)``, ``f`` detached.
+
+    The paper prints ``−Σ h(Φ(x))ᵀ log f(x)``, with the roles of f and g swapped relative to its stated
+    goal ("g(x) should be close to f(x)"); this is the intended direction, as in the authors' code: the
+    targets are f's probabilities (no gradient to f's output), the gradient still reaches f's hidden
+    layers through Φ. Shapes ``(B, C)`` → scalar mean over the batch.
+    """
+    return F.cross_entropy(g_logits, torch.softmax(f_logits.detach(), dim=1))
+
+
+def input_fidelity_loss(reconstruction: Tensor, images: Tensor) -> Tensor:
+    """``L_if``: mean squared error between ``d(Φ(x))`` and ``x`` (paper, "Fidelity to Input")."""
+    return F.mse_loss(reconstruction, images)
+
+
+def conciseness_entropy(attributes: Tensor) -> Tensor:
+    """Mean over the batch of ``E(|Φ(x)|)``; ``(B, J)`` → scalar.
+
+    ``|Φ|`` equals ``Φ`` for the paper's φ ≥ 0 and keeps LeakyReLU attributes' small negative values
+    from counting as "less active than zero" (as the authors' code does).
+    """
+    return real_entropy(attributes.abs()).mean()
+
+
+def diversity_entropy(attributes: Tensor) -> Tensor:
+    """``E(Φ̄_S)``, the entropy of the batch-mean attribute vector ``mean_x |Φ(x)|``; ``(B, J)`` → scalar."""
+    return real_entropy(attributes.abs().mean(dim=0))
+
+
+def l1_norm(attributes: Tensor, reduction: str = "sum") -> Tensor:
+    """Mean over the batch of ``‖Φ(x)‖₁`` (``"sum"`` over attributes) or of its mean over attributes."""
+    per_sample = attributes.abs().sum(dim=1) if reduction == "sum" else attributes.abs().mean(dim=1)
+    return per_sample.mean()
+
+
+@dataclass(frozen=True)
+class LossTerms:
+    """The loss of one batch and its parts (scalars)."""
+
+    total: Tensor
+    prediction: Tensor
+    output_fidelity: Tensor
+    input_fidelity: Tensor
+    conciseness_diversity: Tensor
+    conciseness: Tensor
+    diversity: Tensor
+    l1: Tensor
+
+    def as_floats(self) -> dict[str, float]:
+        return {name: float(getattr(self, name).detach()) for name in self.__dataclass_fields__}
+
+
+def flint_loss(
+    output: FlintOutput, images: Tensor, labels: Tensor, weights: LossWeights, l1_reduction: str = "sum"
+) -> LossTerms:
+    """``L = L_pred + β L_of + γ L_if + δ L_cd`` (Algorithm 1, line 12), ``L_cd = ζ[−μ E(Φ̄) + E(Φ)] + η‖Φ‖₁``.
+
+    Args:
+        output: the model's output with ``reconstruction``.
+        images: ``(B, *input_shape)`` inputs; labels: ``(B,)``.
+        weights: the weights in force this epoch.
+        l1_reduction: see :func:`l1_norm`.
+    """
+    if output.reconstruction is None:
+        raise ValueError("flint_loss needs the reconstruction: call the model with reconstruct=True")
+    prediction = F.cross_entropy(output.f_logits, labels)
+    output_fidelity = output_fidelity_loss(output.g_logits, output.f_logits)
+    input_fidelity = input_fidelity_loss(output.reconstruction, images)
+    conciseness = conciseness_entropy(output.attributes)
+    diversity = diversity_entropy(output.attributes)
+    l1 = l1_norm(output.attributes, l1_reduction)
+    conciseness_diversity = weights.zeta * (conciseness - weights.mu * diversity) + weights.eta * l1
+    total = (
+        prediction
+        + weights.beta * output_fidelity
+        + weights.gamma * input_fidelity
+        + weights.delta * conciseness_diversity
+    )
+    return LossTerms(total, prediction, output_fidelity, input_fidelity, conciseness_diversity, conciseness, diversity, l1)

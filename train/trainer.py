@@ -1,0 +1,111 @@
+"""The training loop of Algorithm 1: one Adam over f, Φ, h and d, per-epoch schedule, checkpoint each epoch."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from sklearn.metrics import accuracy_score
+from tqdm.auto import tqdm
+
+from flint_analysis.checkpoint import Checkpoint
+from flint_analysis.datasets import DatasetBundle
+from flint_analysis.inference import forward_pass
+from flint_analysis.models import FlintModel
+from train.config import TrainingConfig
+from train.losses import flint_loss
+
+
+def evaluate(model: FlintModel, bundle: DatasetBundle, device: torch.device, batch_size: int = 500) -> dict[str, float]:
+    """Test-split accuracy of f and g and fidelity (share of samples where g's class equals f's), in %."""
+    result = forward_pass(model, bundle.test, batch_size=batch_size, device=device)
+    labels, f_pred, g_pred = result.labels.numpy(), result.f_predictions.numpy(), result.g_predictions.numpy()
+    return {
+        "test_accuracy_f": 100.0 * accuracy_score(labels, f_pred),
+        "test_accuracy_g": 100.0 * accuracy_score(labels, g_pred),
+        "test_fidelity": 100.0 * accuracy_score(f_pred, g_pred),
+    }
+
+
+def format_epoch(record: dict[str, Any], epochs: int) -> str:
+    """The one-line summary printed after each epoch."""
+    losses = record["train_losses"]
+    return (
+        f"epoch {record['epoch'] + 1:>2}/{epochs}  L_pred {losses['prediction']:.4f}  L_of {losses['output_fidelity']:.4f}  "
+        f"L_if {losses['input_fidelity']:.4f}  L_cd {losses['conciseness_diversity']:.4f}  |  test acc f "
+        f"{record['test_accuracy_f']:.2f}%  acc g {record['test_accuracy_g']:.2f}%  fidelity {record['test_fidelity']:.2f}%  "
+        f"({record['seconds']:.1f} s)"
+    )
+
+
+def train(
+    checkpoint: Checkpoint,
+    bundle: DatasetBundle,
+    config: TrainingConfig,
+    output: str | Path,
+    seed: int,
+    device: torch.device,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> Checkpoint:
+    """Train ``checkpoint.model`` on ``bundle.train`` until ``config.epochs`` epochs are done.
+
+    Starts from ``checkpoint.resume`` when it holds optimizer and generator states (``--resume``), so an
+    interrupted run continues bit-identically on CPU. After every epoch the model is evaluated on the
+    test split, the epoch is appended to ``checkpoint.history`` and the checkpoint is written atomically
+    to ``output``. Global torch RNG state (dropout) and the shuffling generator are saved with it.
+    """
+    model = checkpoint.model.to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    shuffle = torch.Generator().manual_seed(seed)
+    if checkpoint.resume:
+        optimizer.load_state_dict(checkpoint.resume["optimizer"])
+        shuffle.set_state(checkpoint.resume["shuffle_generator"])
+        torch.set_rng_state(checkpoint.resume["torch_rng"])
+        if device.type == "cuda" and checkpoint.resume.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(checkpoint.resume["cuda_rng"], device)
+    checkpoint.training = {**checkpoint.training, "config": config.to_dict(), "seed": seed,
+                           "schedule": [vars(w) for w in config.schedule()]}
+    images_all, labels_all = bundle.train.images, bundle.train.labels
+    num_samples = images_all.shape[0]
+    for epoch in range(checkpoint.epochs_completed, config.epochs):
+        weights = config.weights_for_epoch(epoch)
+        model.train()
+        started = time.perf_counter()
+        order = torch.randperm(num_samples, generator=shuffle)
+        sums: dict[str, float] = {}
+        batches = range(0, num_samples, config.batch_size)
+        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress, leave=False, unit="batch")
+        for start in bar:
+            index = order[start : start + config.batch_size]
+            images = images_all[index].to(device).float().div_(255.0)
+            labels = labels_all[index].to(device)
+            terms = flint_loss(model(images, reconstruct=True), images, labels, weights, config.l1_reduction)
+            optimizer.zero_grad(set_to_none=True)
+            terms.total.backward()
+            optimizer.step()
+            values = terms.as_floats()
+            for name, value in values.items():
+                sums[name] = sums.get(name, 0.0) + value * index.shape[0]
+            bar.set_postfix(loss=f"{values['total']:.3f}", refresh=False)
+        record: dict[str, Any] = {
+            "epoch": epoch,
+            "weights": vars(weights),
+            "train_losses": {name: total / num_samples for name, total in sums.items()},
+        }
+        record.update(evaluate(model, bundle, device))
+        record["seconds"] = time.perf_counter() - started
+        checkpoint.history.append(record)
+        checkpoint.resume = {
+            "optimizer": optimizer.state_dict(),
+            "shuffle_generator": shuffle.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+        }
+        checkpoint.save(output)
+        log(format_epoch(record, config.epochs))
+    model.eval()
+    return checkpoint
