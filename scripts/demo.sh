@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The main job end to end on the embedded default (mnist5k): set up .venv, train the demo checkpoint,
+# then interpret it. Outputs land in runs/demo/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup-env.sh
+bin=.venv/bin
+$bin/flint-train --dataset mnist5k --preset demo --seed 0 -o runs/demo/ckpt.pt --overwrite
+$bin/flint-analyze info runs/demo/ckpt.pt
