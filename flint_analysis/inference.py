@@ -10,7 +10,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from flint_analysis.datasets import ImageDataset
-from flint_analysis.models import FlintModel
+from flint_analysis.models import FlintModel, eval_mode
 
 
 @dataclass(frozen=True)
@@ -66,17 +66,13 @@ def forward_pass(
     The model's train/eval mode is restored afterwards.
     """
     index = torch.arange(len(dataset)) if indices is None else torch.as_tensor(indices, dtype=torch.long)
-    was_training = model.training
-    model.eval()
     outputs: list[tuple[Tensor, Tensor, Tensor]] = []
-    try:
+    with eval_mode(model):
         starts = range(0, index.shape[0], batch_size)
         for start in tqdm(starts, desc=description, disable=not progress, leave=False, unit="batch"):
             images, _ = dataset.batch(index[start : start + batch_size])
             result = model(images.to(device))
             outputs.append((result.f_logits.cpu(), result.attributes.cpu(), result.g_logits.cpu()))
-    finally:
-        model.train(was_training)
     num_classes, num_attributes = model.num_classes, model.num_attributes
     f_logits = torch.cat([o[0] for o in outputs]) if outputs else torch.empty(0, num_classes)
     attributes = torch.cat([o[1] for o in outputs]) if outputs else torch.empty(0, num_attributes)

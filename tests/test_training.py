@@ -94,6 +94,7 @@ def test_flint_train_cli_trains_resumes_and_reports_bad_input(tmp_path, capsys):
     assert "exists" in capsys.readouterr().err
     assert train_main(["--resume", str(out), "--epochs", "2", "--data-root", str(tmp_path), "--quiet"]) == 0
     assert len(load_checkpoint(out).history) == 2
+    capsys.readouterr()
     assert train_main(["--dataset", "mnist", "--data-root", str(tmp_path / "none"), "-o", str(tmp_path / "x.pt")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("flint-train: error: mnist not found") and err.count("\n") == 1

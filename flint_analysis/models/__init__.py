@@ -14,7 +14,7 @@ from types import MappingProxyType
 from typing import Any
 
 from flint_analysis.errors import ArchitectureError
-from flint_analysis.models.flint_model import AttributeHead, FlintModel, FlintOutput
+from flint_analysis.models.flint_model import AttributeHead, FlintModel, FlintOutput, eval_mode
 from flint_analysis.models.lenet import lenet
 from flint_analysis.models.resnet import resnet18
 
@@ -51,6 +51,7 @@ __all__ = [
     "FlintModel",
     "FlintOutput",
     "build_model",
+    "eval_mode",
     "lenet",
     "resnet18",
     "resolve_architecture_kwargs",

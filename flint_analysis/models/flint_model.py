@@ -13,7 +13,8 @@ and without ``Φ`` knowing its architecture.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import NamedTuple
 
 import torch
@@ -172,3 +173,19 @@ def activation_module(name: str) -> nn.Module:
     if name == "relu":
         return nn.ReLU()
     raise ArchitectureError(f"unknown attribute activation {name!r}; use 'leaky_relu' or 'relu'")
+
+
+@contextmanager
+def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
+    """Put ``module`` and all its submodules in eval mode, then restore each one's own mode.
+
+    ``module.train(was_training)`` would not do: it sets every submodule to the wrapper's mode, e.g.
+    switching a model shared by a fresh (training-mode) wrapper such as :class:`AttributeHead`.
+    """
+    modes = [(sub, sub.training) for sub in module.modules()]
+    module.eval()
+    try:
+        yield module
+    finally:
+        for sub, training in modes:
+            sub.training = training
