@@ -16,7 +16,8 @@ batch of one):
 
 Because every term is per image and Adam is element-wise, optimising a batch of (pair, MAS) runs with
 the summed objective gives each image exactly the trajectory it would have alone; all runs of a report
-are therefore done as one batch. The paper notes that AM+PI sometimes fails to activate the attribute:
+are therefore done as one batch. ``directions`` (±1 per run) maximises ``direction · φ_j``, for pairs
+relevant through negative φ_j (see :mod:`flint_analysis.relevance`). The paper notes that AM+PI sometimes fails to activate the attribute:
 :class:`AmPiResult` records φ_j before and after so reports can say so.
 """
 
@@ -85,35 +86,44 @@ class AmPiResult:
         images: ``(B, C, H, W)`` optimised inputs.
         initial_activation: ``(B,)`` φ_j at the initialisation ``init_scale · x``.
         final_activation: ``(B,)`` φ_j of the optimised input.
+        directions: ``(B,)`` ±1, the direction in which φ_j was pushed.
     """
 
     images: Tensor
     initial_activation: Tensor
     final_activation: Tensor
+    directions: Tensor
 
     @property
     def gain(self) -> Tensor:
-        """``(B,)`` how much φ_j rose (negative: it fell)."""
-        return self.final_activation - self.initial_activation
+        """``(B,)`` how far φ_j moved in its direction (negative: the optimisation failed to move it)."""
+        return self.directions * (self.final_activation - self.initial_activation)
 
     @property
     def raised(self) -> Tensor:
-        """``(B,)`` whether AM+PI raised φ_j above its value at the initialisation."""
-        return self.final_activation > self.initial_activation
+        """``(B,)`` whether AM+PI moved φ_j in its direction (raised it, for direction +1)."""
+        return self.gain > 0
+
+    def select(self, rows: slice | Tensor) -> AmPiResult:
+        """The runs ``rows``, on the CPU."""
+        return AmPiResult(self.images[rows].cpu(), self.initial_activation[rows].cpu(),
+                          self.final_activation[rows].cpu(), self.directions[rows].cpu())
 
 
 def _activation(attribute_fn: nn.Module, images: Tensor, attribute_indices: Tensor) -> Tensor:
     return attribute_fn(images)[torch.arange(images.shape[0]), attribute_indices]
 
 
-def _optimise(attribute_fn: nn.Module, start: Tensor, attribute_indices: Tensor, config: AmPiConfig, bar: tqdm) -> Tensor:
+def _optimise(
+    attribute_fn: nn.Module, start: Tensor, attribute_indices: Tensor, directions: Tensor, config: AmPiConfig, bar: tqdm
+) -> Tensor:
     x = start.clone().requires_grad_(True)
     optimizer = torch.optim.Adam([x], lr=config.learning_rate)
     schedule = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.halve_every, gamma=0.5)
     low, high = config.value_range
     for _ in range(config.steps):
         objective = (
-            config.lambda_phi * _activation(attribute_fn, x, attribute_indices)
+            config.lambda_phi * directions * _activation(attribute_fn, x, attribute_indices)
             - config.lambda_tv * total_variation(x)
             - config.lambda_bo * boundedness(x, low, high)
         )
@@ -130,6 +140,7 @@ def am_pi(
     samples: Tensor,
     attribute_indices: Tensor,
     config: AmPiConfig = AmPiConfig(),
+    directions: Tensor | None = None,
     batch_size: int | None = None,
     progress: bool = False,
 ) -> AmPiResult:
@@ -141,12 +152,16 @@ def am_pi(
         samples: ``(B, C, H, W)`` the maximum activating samples (initialisation is ``init_scale · x``).
         attribute_indices: ``(B,)`` the attribute ``j_b`` to maximise for each sample.
         config: hyper-parameters.
+        directions: ``(B,)`` of ±1, maximise ``directions[b] · φ_{j_b}`` (default all +1).
         batch_size: runs optimised together (all at once if ``None``); any value gives the same result.
         progress: show a progress bar over the optimisation steps.
     """
     if samples.ndim != 4 or attribute_indices.shape != samples.shape[:1]:
         raise InputError(f"am_pi needs (B, C, H, W) samples and (B,) attribute indices, got {tuple(samples.shape)} and {tuple(attribute_indices.shape)}")
     total = samples.shape[0]
+    if directions is None:
+        directions = torch.ones(total, dtype=samples.dtype, device=samples.device)
+    directions = directions.to(device=samples.device, dtype=samples.dtype)
     chunk = total if batch_size is None else max(1, batch_size)
     images, initial, final = [], [], []
     with eval_mode(attribute_fn):
@@ -155,12 +170,12 @@ def am_pi(
             for begin in range(0, total, chunk):
                 start = config.init_scale * samples[begin : begin + chunk].detach()
                 indices = attribute_indices[begin : begin + chunk]
-                result = _optimise(attribute_fn, start, indices, config, bar)
+                result = _optimise(attribute_fn, start, indices, directions[begin : begin + chunk], config, bar)
                 with torch.no_grad():
                     initial.append(_activation(attribute_fn, start, indices))
                     final.append(_activation(attribute_fn, result, indices))
                 images.append(result)
     if not images:
-        empty = torch.empty(0)
-        return AmPiResult(samples.new_empty((0, *samples.shape[1:])), empty, empty)
-    return AmPiResult(torch.cat(images), torch.cat(initial), torch.cat(final))
+        empty = samples.new_empty(0)
+        return AmPiResult(samples.new_empty((0, *samples.shape[1:])), empty, empty, empty)
+    return AmPiResult(torch.cat(images), torch.cat(initial), torch.cat(final), directions)

@@ -11,6 +11,9 @@ for the ResNet-based one. Each method is a Captum class applied to :class:`Attri
 - ``integrated-gradients``: ``captum.attr.IntegratedGradients`` from a black image;
 - ``input-x-gradient``: ``captum.attr.InputXGradient``.
 
+With ``directions`` (−1 for pairs relevant through negative φ_j) the map explains ``−φ_j`` instead,
+through :class:`~flint_analysis.models.SignedAttributeHead`.
+
 Captum removes its hooks when it returns and only differentiates with respect to the inputs, so the
 model is left exactly as it was (mode, hooks, parameters and their gradients).
 """
@@ -27,26 +30,26 @@ from captum.attr import GuidedBackprop, InputXGradient, IntegratedGradients, Sal
 from torch import Tensor
 
 from flint_analysis.errors import InputError
-from flint_analysis.models import AttributeHead, FlintModel, eval_mode
+from flint_analysis.models import FlintModel, SignedAttributeHead, eval_mode
 
 
-def _saliency(head: AttributeHead, x: Tensor, targets: list[int]) -> Tensor:
+def _saliency(head: SignedAttributeHead, x: Tensor, targets: list[int]) -> Tensor:
     return Saliency(head).attribute(x, target=targets, abs=False)
 
 
-def _guided_backprop(head: AttributeHead, x: Tensor, targets: list[int]) -> Tensor:
+def _guided_backprop(head: SignedAttributeHead, x: Tensor, targets: list[int]) -> Tensor:
     return GuidedBackprop(head).attribute(x, target=targets)
 
 
-def _integrated_gradients(head: AttributeHead, x: Tensor, targets: list[int]) -> Tensor:
+def _integrated_gradients(head: SignedAttributeHead, x: Tensor, targets: list[int]) -> Tensor:
     return IntegratedGradients(head).attribute(x, baselines=torch.zeros_like(x), target=targets, n_steps=50)
 
 
-def _input_x_gradient(head: AttributeHead, x: Tensor, targets: list[int]) -> Tensor:
+def _input_x_gradient(head: SignedAttributeHead, x: Tensor, targets: list[int]) -> Tensor:
     return InputXGradient(head).attribute(x, target=targets)
 
 
-ATTRIBUTION_METHODS: Mapping[str, Callable[[AttributeHead, Tensor, list[int]], Tensor]] = MappingProxyType(
+ATTRIBUTION_METHODS: Mapping[str, Callable[[SignedAttributeHead, Tensor, list[int]], Tensor]] = MappingProxyType(
     {
         "gradient": _saliency,
         "guided-backprop": _guided_backprop,
@@ -64,7 +67,12 @@ def default_attribution_method(architecture: str) -> str:
 
 
 def attribute_inputs(
-    model: FlintModel, images: Tensor, attribute_indices: Tensor, method: str = "gradient", batch_size: int = 64
+    model: FlintModel,
+    images: Tensor,
+    attribute_indices: Tensor,
+    method: str = "gradient",
+    directions: Tensor | None = None,
+    batch_size: int = 64,
 ) -> Tensor:
     """Attribution maps of ``φ_{j_b}`` with respect to each input ``x_b``.
 
@@ -73,6 +81,7 @@ def attribute_inputs(
         images: ``(B, *input_shape)`` inputs.
         attribute_indices: ``(B,)`` the attribute ``j_b`` to explain for each input.
         method: one of :data:`ATTRIBUTION_METHODS`.
+        directions: ``(B,)`` of ±1: explain ``directions[b] · φ_{j_b}`` (default all +1).
         batch_size: inputs per Captum call.
 
     Returns:
@@ -83,13 +92,16 @@ def attribute_inputs(
     if attribute_indices.shape != images.shape[:1]:
         raise InputError(f"{attribute_indices.shape[0]} attribute indices for {images.shape[0]} images")
     explain = ATTRIBUTION_METHODS[method]
-    head = AttributeHead(model)
+    head = SignedAttributeHead(model)
+    targets_all = attribute_indices.detach().cpu().long().clone()
+    if directions is not None:
+        targets_all = targets_all + model.num_attributes * (directions.detach().cpu() < 0).long()
     maps: list[Tensor] = []
     with eval_mode(head), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU")
         for start in range(0, images.shape[0], batch_size):
             x = images[start : start + batch_size].detach().clone().requires_grad_(True)
-            targets = [int(j) for j in attribute_indices[start : start + batch_size]]
+            targets = targets_all[start : start + batch_size].tolist()
             maps.append(explain(head, x, targets).detach())
     return torch.cat(maps) if maps else torch.empty_like(images)
 

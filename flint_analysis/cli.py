@@ -1,18 +1,27 @@
 """``flint-analyze``: interpret a trained FLINT checkpoint.
 
-Sub-commands: ``info``. Every user error is one line on stderr and exit status 2.
+Sub-commands: ``info``, ``global``. The CLI only wires: it parses options, calls the computing functions,
+then the report writers. Every user error is one line on stderr and exit status 2.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
+import time
+from pathlib import Path
 
-from flint_analysis.checkpoint import load_checkpoint
-from flint_analysis.errors import FlintError
+from flint_analysis.am_pi import AmPiConfig
+from flint_analysis.attribution import ATTRIBUTION_METHODS, default_attribution_method
+from flint_analysis.checkpoint import Checkpoint, load_checkpoint
+from flint_analysis.datasets import DatasetBundle, load_dataset_for_spec
+from flint_analysis.errors import FlintError, InputError
+from flint_analysis.global_interpretation import MAS_POOLS, GlobalConfig, global_interpretation
 from flint_analysis.info import checkpoint_summary, format_summary
 from flint_analysis.io import dumps_json
+from flint_analysis.mas import CLASS_BY
+from flint_analysis.report.global_report import write_global_report
+from flint_analysis.runtime import resolve_device, seed_everything
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -22,6 +31,102 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load(args: argparse.Namespace) -> tuple[Checkpoint, DatasetBundle]:
+    """The checkpoint on the chosen device and the data it was trained on."""
+    device = resolve_device(args.device)
+    checkpoint = load_checkpoint(args.checkpoint, device=device)
+    bundle = load_dataset_for_spec(checkpoint.dataset, data_root=args.data_root, download=args.download)
+    return checkpoint, bundle
+
+
+def _output_dir(args: argparse.Namespace, kind: str) -> Path:
+    if args.output:
+        return Path(args.output)
+    checkpoint = Path(args.checkpoint)
+    return checkpoint.parent / f"{checkpoint.stem}-{kind}"
+
+
+def _am_pi_config(args: argparse.Namespace, value_range: tuple[float, float]) -> AmPiConfig:
+    return AmPiConfig(
+        lambda_phi=args.lambda_phi, lambda_tv=args.lambda_tv, lambda_bo=args.lambda_bo, init_scale=args.am_pi_init,
+        learning_rate=args.am_pi_lr, steps=args.am_pi_steps, halve_every=args.am_pi_halve_every, value_range=value_range,
+    )
+
+
+def _attribution_choice(args: argparse.Namespace, architecture: str) -> str | None:
+    if args.attribution == "none":
+        return None
+    return args.attribution or default_attribution_method(architecture)
+
+
+def _global(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    seed_everything(args.seed)
+    checkpoint, bundle = _load(args)
+    output = _output_dir(args, "global")
+    classes = tuple(checkpoint.dataset.class_index(c) for c in args.classes) if args.classes else None
+    config = GlobalConfig(
+        subset_size=args.subset_size, threshold=args.threshold, mas_per_pair=args.mas, mas_pool=args.mas_pool,
+        mas_class_by=args.mas_class, attribution=_attribution_choice(args, checkpoint.architecture),
+        decoder=not args.no_decoder, am_pi=_am_pi_config(args, checkpoint.dataset.value_range), classes=classes,
+        seed=args.seed, batch_size=args.batch_size,
+    )
+    from flint_analysis.report.common import check_output_folder
+    from flint_analysis.report.global_report import JSON_NAME
+
+    check_output_folder(output, JSON_NAME, checkpoint.sha256, args.force)  # fail before the long computation
+    result = global_interpretation(checkpoint.model, bundle.train, config, resolve_device(args.device), progress=not args.quiet)
+    data = write_global_report(result, checkpoint, output, force=args.force)
+    summary = data["am_pi_summary"]
+    print(f"wrote {output / 'index.html'} ({time.perf_counter() - started:.1f} s)")
+    never = data["subset"]["classes_never_predicted"]
+    if never:
+        names = ", ".join(checkpoint.dataset.class_names[c] for c in never)
+        print(f"note: g never predicted {names} in S_rnd; those classes have no relevance and no pairs")
+    if not data["pairs"]:
+        matrix = [v for row in data["relevance"]["matrix"] if row for v in row]
+        raise InputError(
+            f"no class-attribute pair has r_(j,c) > {args.threshold:g} (the largest is {max(matrix, default=0.0):.3f}); "
+            f"wrote the heat map and global.json to {output}; lower --threshold"
+        )
+    print(
+        f"{len(data['pairs'])} class-attribute pairs with r_(j,c) > {args.threshold:g} over "
+        f"{len({p['class'] for p in data['pairs']})} classes; AM+PI raised φ_j in {summary['raised']} of {summary['runs']} runs"
+        + (f" ({summary['not_raised']} did not: see the ✗ in the class grids)" if summary["not_raised"] else "")
+    )
+    return 0
+
+
+def _add_common(parser: argparse.ArgumentParser, output_help: str) -> None:
+    parser.add_argument("checkpoint", help="a .pt file written by flint-train")
+    parser.add_argument("-o", "--output", help=output_help)
+    parser.add_argument("--force", action="store_true", help="replace a report of another checkpoint in the output folder")
+    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    parser.add_argument("--data-root", help="folder of the checkpoint's dataset (default: $FLINT_DATA, then known locations)")
+    parser.add_argument("--download", action="store_true", help="let torchvision download MNIST/FashionMNIST if missing")
+    parser.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0); same seed, same JSON")
+    parser.add_argument("--batch-size", type=int, default=256, help="batch size of forward passes (default 256)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _add_am_pi(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("AM+PI (defaults: the paper's)")
+    defaults = AmPiConfig()
+    group.add_argument("--am-pi-steps", type=int, default=defaults.steps, help=f"Adam steps (default {defaults.steps})")
+    group.add_argument("--am-pi-lr", type=float, default=defaults.learning_rate, help=f"initial learning rate (default {defaults.learning_rate})")
+    group.add_argument("--am-pi-halve-every", type=int, default=defaults.halve_every, help=f"halve the learning rate every N steps (default {defaults.halve_every})")
+    group.add_argument("--am-pi-init", type=float, default=defaults.init_scale, help=f"initialise with this fraction of the sample (default {defaults.init_scale})")
+    group.add_argument("--lambda-phi", type=float, default=defaults.lambda_phi, help=f"weight of φ_j (default {defaults.lambda_phi:g})")
+    group.add_argument("--lambda-tv", type=float, default=defaults.lambda_tv, help=f"weight of total variation (default {defaults.lambda_tv:g})")
+    group.add_argument("--lambda-bo", type=float, default=defaults.lambda_bo, help=f"weight of the boundedness penalty (default {defaults.lambda_bo:g})")
+
+
+def _add_attribution(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--attribution", choices=[*ATTRIBUTION_METHODS, "none"],
+                        help="input attribution of φ_j through Captum (default: gradient for lenet, guided-backprop for resnet18, as in the paper)")
+    parser.add_argument("--no-decoder", action="store_true", help="skip the decoder ablation d(Φ) vs d(Φ with φ_j = 0)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flint-analyze", description="Interpret trained FLINT checkpoints.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -29,6 +134,23 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("checkpoint", help="a .pt file written by flint-train")
     info.add_argument("--json", action="store_true", help="print machine-readable JSON instead of text")
     info.set_defaults(handler=_info)
+
+    global_ = commands.add_parser(
+        "global", help="global interpretation: relevances, pairs, MAS, AM+PI, attribution, decoder; per-class grids",
+        description="The paper's global interpretation pipeline on the training split: r_(j,c) on a random subset, "
+        "class-attribute pairs above a threshold, their maximum activating samples (MAS), AM+PI, input attribution "
+        "and decoder ablation, written as per-class PNG grids, heat maps, global.json and index.html.",
+    )
+    _add_common(global_, "output folder (default: <checkpoint dir>/<checkpoint name>-global)")
+    global_.add_argument("--subset-size", type=int, default=1000, help="size of the random training subset S_rnd (default 1000)")
+    global_.add_argument("--threshold", type=float, default=0.1, help="select pairs with r_(j,c) above this (default 0.1)")
+    global_.add_argument("--mas", type=int, default=3, help="maximum activating samples per pair (default 3)")
+    global_.add_argument("--mas-pool", choices=MAS_POOLS, default="subset", help="where MAS are searched: S_rnd (default) or the whole training split")
+    global_.add_argument("--mas-class", choices=CLASS_BY, default="prediction", help="a sample belongs to class c by g's prediction (default, as for r_(j,c)) or by its label")
+    global_.add_argument("--classes", nargs="+", metavar="CLASS", help="analyse only these classes (names or indices)")
+    _add_attribution(global_)
+    _add_am_pi(global_)
+    global_.set_defaults(handler=_global)
     return parser
 
 

@@ -2,7 +2,9 @@
 
 Paper, "Interpretation Phase": "For each such selected pair we analyze the attribute's maximum
 activating samples (MAS) from the class". For a pair ``(c, j)`` these are the ``n`` samples of class ``c``
-with the largest ``φ_j`` in a pool.
+with the largest ``φ_j`` in a pool; for a pair relevant through negative values (``direction = −1``, see
+:mod:`flint_analysis.relevance`) the ``n`` with the most negative ``φ_j``, i.e. the largest contribution
+``direction · φ_j``.
 
 Which samples count as "of class c" is an option. The default is g's prediction, the same grouping that
 defines ``r_{j,c}``: the pair was selected because φ_j drives g's decision for class c, and the MAS then
@@ -33,7 +35,7 @@ class MaxActivatingSamples:
     Attributes:
         pair: the class-attribute pair.
         indices: ``(k,)`` dataset indices, ``k ≤ n`` (fewer when the class has fewer samples in the pool).
-        activations: ``(k,)`` their ``φ_j``, decreasing.
+        activations: ``(k,)`` their ``φ_j`` (``direction · φ_j`` decreasing).
         labels: ``(k,)`` their true labels.
         predictions: ``(k,)`` g's predictions for them.
     """
@@ -48,7 +50,7 @@ class MaxActivatingSamples:
 def max_activating_samples(
     pool: ForwardPass, pairs: list[ClassAttributePair], n: int = 3, class_by: str = "prediction"
 ) -> list[MaxActivatingSamples]:
-    """The ``n`` samples of each pair's class with the largest attribute activation.
+    """The ``n`` samples of each pair's class with the largest ``direction · φ_j``.
 
     Args:
         pool: forward pass over the candidate samples.
@@ -66,7 +68,7 @@ def max_activating_samples(
     for pair in pairs:
         members = torch.nonzero(classes == pair.class_index).flatten()
         values = pool.attributes[members, pair.attribute]
-        order = torch.argsort(values, descending=True, stable=True)[:n]
+        order = torch.argsort(pair.direction * values, descending=True, stable=True)[:n]
         rows = members[order]
         result.append(
             MaxActivatingSamples(pair, pool.indices[rows], values[order], pool.labels[rows], predictions[rows])

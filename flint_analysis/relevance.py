@@ -10,6 +10,13 @@ The normaliser uses ``|α|`` as the paper writes it (the authors' code used the 
 whose largest contribution is negative is still scaled into ``[-1, 1]``. A sample with all ``α = 0`` has
 ``r = 0``. A class that g never predicts in ``S_rnd`` has no ``r_{j,c}``: it is reported in
 ``ClassAttributeRelevance.never_predicted`` and its row is 0, never NaN.
+
+Direction of a pair. The paper assumes φ_j ≥ 0, so a relevant pair has ``w_{j,c} > 0`` and "more φ_j"
+means "more evidence for c". With LeakyReLU attributes (the authors' MNIST network, this project's
+``lenet`` default) an attribute can also be relevant through negative values: ``φ_j < 0`` with
+``w_{j,c} < 0`` gives ``α > 0``. Each pair records ``direction = sign(w_{j,c})``; the MAS, attribution and
+AM+PI steps work on ``direction · φ_j`` so that they always show what makes the attribute speak *for*
+class c. For pairs with ``w_{j,c} > 0`` (every pair of a φ ≥ 0 model) this is exactly the paper's recipe.
 """
 
 from __future__ import annotations
@@ -70,20 +77,25 @@ def class_attribute_relevance(sample_relevances: Tensor, predicted: Tensor, num_
 
 @dataclass(frozen=True)
 class ClassAttributePair:
-    """A selected class-attribute pair ``(c, j)`` with its relevance ``r_{j,c}``."""
+    """A selected class-attribute pair ``(c, j)`` with its relevance ``r_{j,c}``.
+
+    ``direction`` is ``sign(w_{j,c})``: +1 when large φ_j supports class c, −1 when negative φ_j does.
+    """
 
     class_index: int
     attribute: int
     relevance: float
+    direction: int = 1
 
 
 def select_pairs(
-    relevance: ClassAttributeRelevance, threshold: float = 0.1, classes: list[int] | None = None
+    relevance: ClassAttributeRelevance, weight: Tensor, threshold: float = 0.1, classes: list[int] | None = None
 ) -> list[ClassAttributePair]:
     """Pairs with ``r_{j,c} > threshold`` (paper default 0.1), by class, then by decreasing relevance.
 
     Args:
         relevance: the global relevances.
+        weight: ``(C, J)`` weight of ``h`` (gives each pair's direction).
         threshold: the selection threshold.
         classes: restrict to these classes (all if ``None``).
     """
@@ -91,5 +103,6 @@ def select_pairs(
     pairs = []
     for c, j in torch.nonzero(relevance.relevance > threshold).tolist():
         if c in wanted and relevance.counts[c] > 0:
-            pairs.append(ClassAttributePair(c, j, float(relevance.relevance[c, j])))
+            direction = 1 if float(weight[c, j]) >= 0 else -1
+            pairs.append(ClassAttributePair(c, j, float(relevance.relevance[c, j]), direction))
     return sorted(pairs, key=lambda p: (p.class_index, -p.relevance, p.attribute))

@@ -7,3 +7,4 @@ bash scripts/setup-env.sh
 bin=.venv/bin
 $bin/flint-train --dataset mnist5k --preset demo --seed 0 -o runs/demo/ckpt.pt --overwrite
 $bin/flint-analyze info runs/demo/ckpt.pt
+$bin/flint-analyze global runs/demo/ckpt.pt -o runs/demo/global --force

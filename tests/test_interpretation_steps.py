@@ -46,14 +46,15 @@ def test_relevance_and_pairs_match_a_brute_force_loop():
             expected = sums[c][j] / counts[c] if counts[c] else 0.0
             assert float(global_r.relevance[c, j]) == pytest.approx(expected, abs=1e-6)
     assert not torch.isnan(global_r.relevance).any()
-    pairs = select_pairs(global_r, threshold=0.1)
+    pairs = select_pairs(global_r, weight, threshold=0.1)
     expected_pairs = sorted(
         [(c, j) for c in range(4) for j in range(5) if counts[c] and sums[c][j] / counts[c] > 0.1],
         key=lambda p: (p[0], -sums[p[0]][p[1]] / counts[p[0]]),
     )
     assert [(p.class_index, p.attribute) for p in pairs] == expected_pairs
-    assert select_pairs(global_r, threshold=2.0) == []
-    assert all(p.class_index == 1 for p in select_pairs(global_r, 0.1, classes=[1]))
+    assert [p.direction for p in pairs] == [1 if float(weight[p.class_index, p.attribute]) >= 0 else -1 for p in pairs]
+    assert select_pairs(global_r, weight, threshold=2.0) == []
+    assert all(p.class_index == 1 for p in select_pairs(global_r, weight, 0.1, classes=[1]))
 
 
 def test_relevance_of_a_sample_with_no_contribution_is_zero_not_nan():
@@ -66,12 +67,13 @@ def test_mas_match_sorting_by_hand(class_by):
     fp = random_pass(n=60, seed=3)
     weight = torch.randn(4, 5)
     global_r = class_attribute_relevance(sample_relevance(fp.attributes, weight, fp.g_predictions), fp.g_predictions, 4)
-    pairs = select_pairs(global_r, threshold=-1.0)  # every pair of a predicted class
+    pairs = select_pairs(global_r, weight, threshold=-1.0)  # every pair of a predicted class
+    assert {p.direction for p in pairs} == {1, -1}
     classes = fp.g_predictions if class_by == "prediction" else fp.labels
     for mas in max_activating_samples(fp, pairs, n=3, class_by=class_by):
-        c, j = mas.pair.class_index, mas.pair.attribute
+        c, j, s = mas.pair.class_index, mas.pair.attribute, mas.pair.direction
         members = [(float(fp.attributes[x, j]), int(fp.indices[x])) for x in range(len(fp)) if int(classes[x]) == c]
-        expected = sorted(members, key=lambda item: -item[0])[:3]
+        expected = sorted(members, key=lambda item: -s * item[0])[:3]  # most negative first when s = -1
         assert mas.indices.tolist() == [index for _, index in expected]
         assert mas.activations.tolist() == pytest.approx([value for value, _ in expected])
 
@@ -85,6 +87,8 @@ def test_captum_gradient_equals_autograd():
         xb = x[b : b + 1].clone().requires_grad_(True)
         (expected,) = torch.autograd.grad(model(xb).attributes[0, targets[b]], xb)
         torch.testing.assert_close(maps[b : b + 1], expected)
+    negated = attribute_inputs(model, x, targets, "gradient", directions=torch.tensor([1, -1, 1, -1]))
+    torch.testing.assert_close(negated, maps * torch.tensor([1.0, -1.0, 1.0, -1.0]).view(4, 1, 1, 1))
     assert default_attribution_method("lenet") == "gradient"
     assert default_attribution_method("resnet18") == "guided-backprop"
 
@@ -191,3 +195,6 @@ def test_am_pi_ascends_a_linear_attribute_at_the_expected_rate():
     result = am_pi(head, x, torch.tensor([0]), config)
     torch.testing.assert_close(result.images, 0.05 * torch.sign(w), rtol=0, atol=1e-6)
     assert bool(result.raised[0]) and float(result.gain[0]) == pytest.approx(0.05 * float(w.abs().sum()), rel=1e-5)
+    down = am_pi(head, x, torch.tensor([0]), config, directions=torch.tensor([-1.0]))
+    torch.testing.assert_close(down.images, -0.05 * torch.sign(w), rtol=0, atol=1e-6)
+    assert bool(down.raised[0]) and float(down.final_activation[0]) < 0

@@ -14,7 +14,7 @@ from types import MappingProxyType
 from typing import Any
 
 from flint_analysis.errors import ArchitectureError
-from flint_analysis.models.flint_model import AttributeHead, FlintModel, FlintOutput, eval_mode
+from flint_analysis.models.flint_model import AttributeHead, FlintModel, FlintOutput, SignedAttributeHead, eval_mode
 from flint_analysis.models.lenet import lenet
 from flint_analysis.models.resnet import resnet18
 
@@ -50,6 +50,7 @@ __all__ = [
     "Builder",
     "FlintModel",
     "FlintOutput",
+    "SignedAttributeHead",
     "build_model",
     "eval_mode",
     "lenet",

@@ -175,6 +175,22 @@ def activation_module(name: str) -> nn.Module:
     raise ArchitectureError(f"unknown attribute activation {name!r}; use 'leaky_relu' or 'relu'")
 
 
+class SignedAttributeHead(nn.Module):
+    """``x ↦ [Φ(x^I), −Φ(x^I)]``, shape ``(B, 2J)``: target ``j`` is φ_j, target ``J + j`` is −φ_j.
+
+    Lets Captum explain ``−φ_j`` (an attribute relevant through negative values) with every method,
+    guided backpropagation included, where negating a map afterwards would not be the same.
+    """
+
+    def __init__(self, model: FlintModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: Tensor) -> Tensor:
+        phi = self.model.attribute_activations(x)
+        return torch.cat([phi, -phi], dim=1)
+
+
 @contextmanager
 def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
     """Put ``module`` and all its submodules in eval mode, then restore each one's own mode.

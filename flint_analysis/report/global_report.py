@@ -1,0 +1,180 @@
+"""Write the global report: class grids, heat maps, overview, ``global.json`` and ``index.html``.
+
+``global.json`` schema (``"schema": "flint-analysis/global"``, ``"schema_version": 1``) is documented in
+``docs/report-schemas.md``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from flint_analysis.checkpoint import Checkpoint
+from flint_analysis.global_interpretation import GlobalInterpretation, PairAnalysis
+from flint_analysis.io import atomic_directory, write_json
+from flint_analysis.plots import save_figure
+from flint_analysis.plots.global_plots import (
+    plot_attribute_overview,
+    plot_class_grid,
+    plot_relevance_heatmap,
+    plot_sample_relevance,
+)
+from flint_analysis.report.common import check_output_folder, header, provenance
+from flint_analysis.report.html import Raw, escape, image, link, page, table
+
+SCHEMA = "flint-analysis/global"
+SCHEMA_VERSION = 1
+JSON_NAME = "global.json"
+
+
+def class_figure_name(class_index: int, class_name: str) -> str:
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", class_name).strip("-").lower() or "class"
+    return f"classes/class-{class_index:02d}-{slug}.png"
+
+
+def global_report_data(result: GlobalInterpretation, checkpoint: Checkpoint) -> dict[str, Any]:
+    """The content of ``global.json``."""
+    spec = checkpoint.dataset
+    config = result.config
+    never = result.relevance.never_predicted
+    matrix = [None if c in never else [float(v) for v in row] for c, row in enumerate(result.relevance.relevance.tolist())]
+    pairs = []
+    for analysis in result.analyses:
+        pair, mas = analysis.pair, analysis.mas
+        pairs.append({
+            "class": pair.class_index,
+            "class_name": spec.class_names[pair.class_index],
+            "attribute": pair.attribute,
+            "relevance": pair.relevance,
+            "direction": pair.direction,
+            "figure": class_figure_name(pair.class_index, spec.class_names[pair.class_index]) if len(mas.indices) else None,
+            "mas": [
+                {
+                    "index": int(mas.indices[k]),
+                    "label": int(mas.labels[k]),
+                    "g_prediction": int(mas.predictions[k]),
+                    "activation": float(mas.activations[k]),
+                    "am_pi": {
+                        "initial_activation": float(analysis.am_pi.initial_activation[k]),
+                        "final_activation": float(analysis.am_pi.final_activation[k]),
+                        "gain": float(analysis.am_pi.gain[k]),
+                        "raised": bool(analysis.am_pi.raised[k]),
+                    },
+                }
+                for k in range(len(mas.indices))
+            ],
+        })
+    runs = [m["am_pi"]["raised"] for p in pairs for m in p["mas"]]
+    plotted = result.plotted_rows
+    return {
+        "schema": SCHEMA,
+        "schema_version": SCHEMA_VERSION,
+        **provenance(checkpoint),
+        "split": "train",
+        "parameters": {
+            "subset_size": config.subset_size,
+            "threshold": config.threshold,
+            "mas_per_pair": config.mas_per_pair,
+            "mas_pool": config.mas_pool,
+            "mas_class_by": config.mas_class_by,
+            "attribution": config.attribution,
+            "decoder": config.decoder,
+            "am_pi": config.am_pi.to_dict(),
+            "classes": None if config.classes is None else list(config.classes),
+            "seed": config.seed,
+        },
+        "subset": {
+            "indices": result.subset.indices.tolist(),
+            "g_predicted_counts": result.relevance.counts.tolist(),
+            "classes_never_predicted": never,
+        },
+        "relevance": {"rows": "classes", "columns": "attributes", "matrix": matrix},
+        "pairs": pairs,
+        "am_pi_summary": {"runs": len(runs), "raised": int(sum(runs)), "not_raised": len(runs) - int(sum(runs))},
+        "per_sample_relevance": {
+            "indices": result.subset.indices[plotted].tolist(),
+            "labels": result.subset.labels[plotted].tolist(),
+            "g_predictions": result.subset.g_predictions[plotted].tolist(),
+            "values": result.sample_relevances[plotted].tolist(),
+        },
+        "figures": {
+            "relevance_heatmap": "relevance_heatmap.png",
+            "sample_relevance": "sample_relevance.png",
+            "attribute_overview": "attribute_overview.png",
+            "classes": {str(p["class"]): p["figure"] for p in pairs if p["figure"]},
+        },
+    }
+
+
+def _index_html(data: dict[str, Any]) -> str:
+    names = data["dataset"]["class_names"]
+    params = data["parameters"]
+    summary = data["am_pi_summary"]
+    body = header("FLINT global interpretation", data)
+    never = data["subset"]["classes_never_predicted"]
+    body.append(
+        f"<p>{len(data['pairs'])} class-attribute pairs with r<sub>j,c</sub> &gt; {params['threshold']:g} on S<sub>rnd</sub> "
+        f"({params['subset_size']} random training samples, seed {params['seed']}). AM+PI raised φ<sub>j</sub> in "
+        f"<span class=\"{'ok' if summary['not_raised'] == 0 else 'warn'}\">{summary['raised']} of {summary['runs']}</span> runs"
+        + (f"; <span class=\"warn\">g never predicted {', '.join(escape(names[c]) for c in never)} in S<sub>rnd</sub></span>" if never else "")
+        + f". Machine-readable: {link('global.json', 'global.json')}.</p>"
+    )
+    body.append("<nav>" + "".join(link(f, n) for n, f in (("heat map", "#heatmap"), ("classes", "#classes"),
+                                                            ("per-sample relevance", "#samples"), ("overview", "#overview"))) + "</nav>")
+    body.append("<h2 id=\"heatmap\">Class-attribute relevance</h2>")
+    body.append(image(data["figures"]["relevance_heatmap"], "relevance heat map"))
+    body.append("<h2 id=\"classes\">Selected pairs</h2>")
+    rows = []
+    for pair in data["pairs"]:
+        failed = [m for m in pair["mas"] if not m["am_pi"]["raised"]]
+        rows.append([
+            Raw(link(pair["figure"], pair["class_name"]) if pair["figure"] else escape(pair["class_name"])),
+            f"φ{pair['attribute']}",
+            f"{pair['relevance']:.3f}",
+            ", ".join(f"#{m['index']} (φ={m['activation']:.2f})" for m in pair["mas"]),
+            Raw(f"<span class=\"warn\">{len(failed)} of {len(pair['mas'])} not raised</span>" if failed else "all raised"),
+        ])
+    body.append(table(["class", "attribute", "r_{j,c}", "maximum activating samples", "AM+PI"], rows, numeric=[2]))
+    for class_index, figure in data["figures"]["classes"].items():
+        body.append(f"<h3>{escape(names[int(class_index)])}</h3>")
+        body.append(image(figure, f"class {names[int(class_index)]}"))
+    body.append("<h2 id=\"samples\">Per-sample relevance</h2>")
+    body.append(image(data["figures"]["sample_relevance"], "per-sample relevance"))
+    body.append("<h2 id=\"overview\">All attributes</h2>")
+    body.append(image(data["figures"]["attribute_overview"], "attribute overview"))
+    body.append("<h2>Parameters</h2>")
+    flat = {k: v for k, v in params.items() if k != "am_pi"}
+    flat.update({f"am_pi.{k}": v for k, v in params["am_pi"].items()})
+    body.append(table(["parameter", "value"], [[k, v] for k, v in flat.items()]))
+    return page("FLINT global interpretation", body)
+
+
+def _class_groups(result: GlobalInterpretation) -> dict[int, list[PairAnalysis]]:
+    groups: dict[int, list[PairAnalysis]] = {}
+    for analysis in result.analyses:
+        if len(analysis.mas.indices):
+            groups.setdefault(analysis.pair.class_index, []).append(analysis)
+    return groups
+
+
+def write_global_report(result: GlobalInterpretation, checkpoint: Checkpoint, output_dir: str | Path, force: bool = False) -> dict[str, Any]:
+    """Write the whole report into ``output_dir`` atomically and return the JSON data."""
+    output_dir = Path(output_dir)
+    check_output_folder(output_dir, JSON_NAME, checkpoint.sha256, force)
+    spec = checkpoint.dataset
+    data = global_report_data(result, checkpoint)
+    with atomic_directory(output_dir) as staging:
+        (staging / "classes").mkdir()
+        save_figure(plot_relevance_heatmap(result.relevance, result.pairs, spec.class_names, result.config.threshold),
+                    staging / "relevance_heatmap.png")
+        save_figure(plot_sample_relevance(result.sample_relevances[result.plotted_rows], result.subset.labels[result.plotted_rows],
+                                          spec.class_names), staging / "sample_relevance.png")
+        save_figure(plot_attribute_overview(result.overview, result.relevance, spec.class_names, spec.value_range,
+                                            result.config.threshold), staging / "attribute_overview.png")
+        for class_index, analyses in _class_groups(result).items():
+            figure = plot_class_grid(analyses, spec.class_names, spec.value_range, result.config.attribution)
+            save_figure(figure, staging / class_figure_name(class_index, spec.class_names[class_index]))
+        write_json(staging / JSON_NAME, data)
+        (staging / "index.html").write_text(_index_html(data))
+    return data

@@ -1,0 +1,61 @@
+"""A tiny HTML builder for the offline report pages (no external CSS, fonts or scripts)."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterable, Sequence
+
+_STYLE = """
+body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto; max-width: 1400px;
+       color: #222; line-height: 1.45; padding: 0 1em; }
+h1 { font-size: 1.5em; margin-bottom: 0.2em; } h2 { font-size: 1.2em; margin-top: 1.8em; border-bottom: 1px solid #ddd; }
+table { border-collapse: collapse; margin: 0.6em 0; font-size: 0.92em; }
+th, td { border: 1px solid #ddd; padding: 0.25em 0.6em; text-align: left; vertical-align: top; }
+th { background: #f4f6f8; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+img { max-width: 100%; border: 1px solid #eee; margin: 0.4em 0; }
+.meta { color: #666; font-size: 0.88em; } .warn { color: #b2182b; } .ok { color: #1a7f37; }
+code { background: #f4f6f8; padding: 0 0.25em; border-radius: 3px; }
+nav a { margin-right: 1em; }
+"""
+
+
+def escape(text: object) -> str:
+    return html.escape(str(text))
+
+
+def page(title: str, body: Iterable[str]) -> str:
+    """A complete HTML document."""
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+        f"<title>{escape(title)}</title>\n<style>{_STYLE}</style>\n</head>\n<body>\n"
+        + "\n".join(body)
+        + "\n</body>\n</html>\n"
+    )
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[object]], numeric: Sequence[int] = ()) -> str:
+    """An HTML table; cells are escaped unless they are :class:`Raw`; columns in ``numeric`` align right."""
+    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
+    body = []
+    for row in rows:
+        cells = []
+        for i, cell in enumerate(row):
+            content = cell.html if isinstance(cell, Raw) else escape(cell)
+            cells.append(f"<td class=\"num\">{content}</td>" if i in numeric else f"<td>{content}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+class Raw:
+    """Already-escaped HTML for a table cell."""
+
+    def __init__(self, html_text: str) -> None:
+        self.html = html_text
+
+
+def image(src: str, alt: str) -> str:
+    return f"<a href=\"{escape(src)}\"><img src=\"{escape(src)}\" alt=\"{escape(alt)}\" loading=\"lazy\"></a>"
+
+
+def link(href: str, text: str) -> str:
+    return f"<a href=\"{escape(href)}\">{escape(text)}</a>"
