@@ -16,7 +16,10 @@ batch of one):
 
 Because every term is per image and Adam is element-wise, optimising a batch of (pair, MAS) runs with
 the summed objective gives each image exactly the trajectory it would have alone; all runs of a report
-are therefore done as one batch. ``directions`` (±1 per run) maximises ``direction · φ_j``, for pairs
+are therefore done as one batch. (Exactly in float64, checked by the tests and
+``benchmarks/am_pi_batched.py``. In float32 a batch of 1 and of B round differently inside the
+convolutions, and Adam's normalisation turns rounding-level gradients into full ±lr steps, so the same
+run inside different batches can end a few percent apart; a given command is still deterministic.) ``directions`` (±1 per run) maximises ``direction · φ_j``, for pairs
 relevant through negative φ_j (see :mod:`flint_analysis.relevance`). The paper notes that AM+PI sometimes fails to activate the attribute:
 :class:`AmPiResult` records φ_j before and after so reports can say so.
 """
