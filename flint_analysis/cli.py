@@ -1,6 +1,6 @@
 """``flint-analyze``: interpret a trained FLINT checkpoint.
 
-Sub-commands: ``info``, ``global``. The CLI only wires: it parses options, calls the computing functions,
+Sub-commands: ``info``, ``global``, ``local``. The CLI only wires: it parses options, calls the computing functions,
 then the report writers. Every user error is one line on stderr and exit status 2.
 """
 
@@ -21,6 +21,7 @@ from flint_analysis.info import checkpoint_summary, format_summary
 from flint_analysis.io import dumps_json
 from flint_analysis.mas import CLASS_BY
 from flint_analysis.report.global_report import write_global_report
+from flint_analysis.report.local_report import SampleSource, summary_lines, write_local_reports
 from flint_analysis.runtime import resolve_device, seed_everything
 
 
@@ -97,6 +98,73 @@ def _global(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_indices_file(path: str) -> list[int]:
+    try:
+        words = Path(path).read_text().replace(",", " ").split()
+    except OSError as error:
+        raise InputError(f"cannot read indices file {path}: {error.strerror}") from None
+    try:
+        return [int(word) for word in words]
+    except ValueError:
+        bad = next(word for word in words if not word.lstrip("-").isdigit())
+        raise InputError(f"indices file {path} contains {bad!r}; write one integer index per line") from None
+
+
+def _local(args: argparse.Namespace) -> int:
+    import torch
+
+    from flint_analysis.inference import forward_pass
+    from flint_analysis.inputs import load_image_file, looks_inverted
+    from flint_analysis.local_interpretation import LocalConfig, explain_samples
+
+    started = time.perf_counter()
+    seed_everything(args.seed)
+    indices = list(args.index or [])
+    if args.indices_file:
+        indices += _read_indices_file(args.indices_file)
+    if not indices and not args.image:
+        raise InputError("say which samples to explain: --index I [I ...], --indices-file FILE or --image FILE")
+    checkpoint, bundle = _load(args)
+    spec = checkpoint.dataset
+    split = bundle.split(args.split)
+    bad = [i for i in indices if not 0 <= i < len(split)]
+    if bad:
+        raise InputError(f"index {bad[0]} is out of range for the {args.split} split of {spec.name} (0-{len(split) - 1})")
+    explained = spec.class_index(args.class_) if args.class_ is not None else None
+    images, labels, sources = [], [], []
+    if indices:
+        x, y = split.batch(indices)
+        images.append(x)
+        labels += [int(v) for v in y]
+        sources += [SampleSource(split=args.split, index=i) for i in indices]
+    for path in args.image or []:
+        image = load_image_file(path, spec, resize=args.resize, invert=args.invert)
+        if looks_inverted(image, spec.value_range) and not args.invert:
+            print(f"note: {path} is mostly bright; {spec.name} has light strokes on a dark background, try --invert", file=sys.stderr)
+        images.append(image[None])
+        labels.append(None)
+        sources.append(SampleSource(path=str(path)))
+    output = _output_dir(args, "local")
+    from flint_analysis.report.common import check_output_folder
+    from flint_analysis.report.local_report import INDEX_NAME
+
+    check_output_folder(output, INDEX_NAME, checkpoint.sha256, args.force)
+    device = resolve_device(args.device)
+    config = LocalConfig(top=args.top, explained_class=explained, attribution=_attribution_choice(args, checkpoint.architecture),
+                         decoder=not args.no_decoder, am_pi=_am_pi_config(args, spec.value_range), rank_class_by=args.rank_class)
+    reference = forward_pass(checkpoint.model, bundle.train, batch_size=args.batch_size, device=device,
+                             progress=not args.quiet, description="forward pass (training split, for ranks)")
+    explanations = explain_samples(checkpoint.model, torch.cat(images), labels, reference, config, device, progress=not args.quiet)
+    written = write_local_reports(explanations, sources, checkpoint, config, args.seed, output, args.global_dir, force=args.force)
+    for folder, data in written:
+        print("\n".join(summary_lines(data)))
+        print(f"  -> {folder / 'report.html'}")
+    if written and written[0][1]["top"][0]["global"] is None:
+        print("note: no global report of this checkpoint was found (run flint-analyze global, or pass --global-dir) ; reports have no global links")
+    print(f"wrote {output / 'index.html'} ({time.perf_counter() - started:.1f} s)")
+    return 0
+
+
 def _add_common(parser: argparse.ArgumentParser, output_help: str) -> None:
     parser.add_argument("checkpoint", help="a .pt file written by flint-train")
     parser.add_argument("-o", "--output", help=output_help)
@@ -151,6 +219,30 @@ def build_parser() -> argparse.ArgumentParser:
     _add_attribution(global_)
     _add_am_pi(global_)
     global_.set_defaults(handler=_global)
+
+    local = commands.add_parser(
+        "local", help="local interpretation of single samples: relevances, top attributes, f vs g",
+        description="Explain why f and g predicted what they did for single samples (paper, local interpretability): "
+        "r_(j,ĉ,x) of every attribute, and for the top attributes AM+PI on the sample, input attribution, decoder "
+        "ablation and the rank of φ_j among the training samples of class ĉ. One folder per sample with report.png, "
+        "report.json and report.html.",
+    )
+    _add_common(local, "output folder (default: <checkpoint dir>/<checkpoint name>-local)")
+    samples = local.add_argument_group("samples (at least one)")
+    samples.add_argument("--index", type=int, nargs="+", metavar="I", help="indices into --split")
+    samples.add_argument("--indices-file", metavar="FILE", help="a file of indices into --split, whitespace or comma separated")
+    samples.add_argument("--split", default="test", choices=["train", "test"], help="split of --index (default test)")
+    samples.add_argument("--image", nargs="+", metavar="FILE", help="image files (.png, .npy) that are not in the dataset")
+    samples.add_argument("--resize", action="store_true", help="resize --image files to the model's input size")
+    samples.add_argument("--invert", action="store_true", help="invert --image files (dark strokes on light paper)")
+    local.add_argument("--class", dest="class_", metavar="C", help="explain class C (name or index) instead of g's prediction: why (not) C")
+    local.add_argument("--top", type=int, default=3, help="number of top attributes analysed (default 3)")
+    local.add_argument("--rank-class", choices=CLASS_BY, default="prediction",
+                       help="rank φ_j among training samples that g predicts as ĉ (default) or that are labelled ĉ")
+    local.add_argument("--global-dir", help="global report of the same checkpoint to link to (default: found next to the checkpoint)")
+    _add_attribution(local)
+    _add_am_pi(local)
+    local.set_defaults(handler=_local)
     return parser
 
 

@@ -64,6 +64,23 @@ def tiny_checkpoint(seed: int = 0, num_attributes: int = 6) -> Checkpoint:
     )
 
 
+@pytest.fixture(scope="session")
+def mnist5k() -> DatasetBundle:
+    from flint_analysis.datasets import load_dataset
+
+    return load_dataset("mnist5k")
+
+
+@pytest.fixture(scope="session")
+def mnist5k_checkpoint(tmp_path_factory, mnist5k) -> Path:
+    """An untrained lenet (J = 6) saved with the real mnist5k spec, so every command can load its data."""
+    torch.manual_seed(0)
+    kwargs = resolve_architecture_kwargs("lenet", {"num_attributes": 6})
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    Checkpoint(build_model("lenet", kwargs), "lenet", kwargs, mnist5k.spec, training={"seed": 0}).save(path)
+    return path
+
+
 @pytest.fixture
 def bundle() -> DatasetBundle:
     return tiny_bundle()

@@ -18,18 +18,8 @@ FAST = ["--subset-size", "150", "--am-pi-steps", "4", "--quiet"]
 
 
 @pytest.fixture(scope="module")
-def mnist5k():
-    return load_dataset("mnist5k")
-
-
-@pytest.fixture(scope="module")
-def checkpoint_path(tmp_path_factory, mnist5k) -> Path:
-    torch.manual_seed(0)
-    kwargs = resolve_architecture_kwargs("lenet", {"num_attributes": 6})
-    model = build_model("lenet", kwargs)
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
-    Checkpoint(model, "lenet", kwargs, mnist5k.spec, training={"seed": 0}).save(path)
-    return path
+def checkpoint_path(mnist5k_checkpoint) -> Path:
+    return mnist5k_checkpoint
 
 
 def run_global(checkpoint_path, out, *extra):

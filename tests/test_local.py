@@ -1,0 +1,140 @@
+"""`flint-analyze local`: numbers against independent computations, --class, --image round trip, bad input."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from flint_analysis.checkpoint import load_checkpoint
+from flint_analysis.cli import main
+
+FAST = ["--am-pi-steps", "3", "--quiet"]
+
+
+def run_local(checkpoint, out, *extra):
+    return main(["local", str(checkpoint), "-o", str(out), *FAST, *extra])
+
+
+def report(out: Path, identifier: str) -> dict:
+    return json.loads((out / identifier / "report.json").read_text())
+
+
+def test_json_numbers_match_an_independent_computation(mnist5k_checkpoint, mnist5k, tmp_path, capsys):
+    out = tmp_path / "local"
+    assert run_local(mnist5k_checkpoint, out, "--index", "5", "42", "--top", "2") == 0
+    printed = capsys.readouterr().out
+    assert "test #5, label" in printed and "why" in printed
+    model = load_checkpoint(mnist5k_checkpoint).model
+    w = model.interpreter.weight.detach()
+    with torch.no_grad():
+        train_out = model(mnist5k.train.batch()[0])
+    for index in (5, 42):
+        data = report(out, f"test-{index:05d}")
+        for name in ("report.png", "report.html"):
+            assert (out / f"test-{index:05d}" / name).stat().st_size > 500
+        x, label = mnist5k.test[index]
+        with torch.no_grad():
+            o = model(x[None])
+        f_p, g_p = torch.softmax(o.f_logits, 1)[0], torch.softmax(o.g_logits, 1)[0]
+        assert data["sample"] == {"kind": "dataset", "split": "test", "index": index, "path": None, "label": label, "label_name": str(label)}
+        assert data["prediction"]["f_probabilities"] == pytest.approx(f_p.tolist(), abs=1e-6)
+        assert data["prediction"]["g_probabilities"] == pytest.approx(g_p.tolist(), abs=1e-6)
+        c = int(g_p.argmax())
+        assert data["explained_class"]["index"] == c and data["prediction"]["agree"] == (int(f_p.argmax()) == c)
+        expected_rank = 1 + sum(1 for v in g_p.tolist() if v > float(g_p[int(f_p.argmax())]))
+        assert data["prediction"]["f_rank_in_g"] == expected_rank
+        phi = o.attributes[0].tolist()
+        alphas = [phi[j] * float(w[c, j]) for j in range(6)]
+        scale = max(abs(a) for a in alphas)
+        assert data["relevance"] == pytest.approx([a / scale for a in alphas], abs=1e-6)
+        order = sorted(range(6), key=lambda j: -alphas[j] / scale)[:2]
+        assert [t["attribute"] for t in data["top"]] == order
+        members = [i for i in range(len(mnist5k.train)) if int(train_out.g_logits[i].argmax()) == c]
+        for t in data["top"]:
+            s = 1 if float(w[c, t["attribute"]]) >= 0 else -1
+            values = sorted((s * float(train_out.attributes[i, t["attribute"]]) for i in members), reverse=True)
+            assert t["direction"] == s and t["class_size"] == len(members)
+            assert t["rank_in_class"] == 1 + sum(v > s * phi[t["attribute"]] for v in values)
+    index = json.loads((out / "local.json").read_text())
+    assert [s["id"] for s in index["samples"]] == ["test-00005", "test-00042"] and (out / "index.html").exists()
+
+
+def test_class_option_changes_the_explained_class_and_nothing_else(mnist5k_checkpoint, tmp_path):
+    out = tmp_path / "local"
+    assert run_local(mnist5k_checkpoint, out, "--index", "7") == 0
+    base = report(out, "test-00007")
+    other = (base["explained_class"]["index"] + 1) % 10
+    assert run_local(mnist5k_checkpoint, out, "--index", "7", "--class", str(other)) == 0
+    asked = report(out, f"test-00007-class-{other}")
+    assert asked["explained_class"] == {"index": other, "name": str(other), "is_g_prediction": False, "asked": True}
+    for key in ("sample", "prediction", "attributes", "checkpoint", "dataset"):
+        assert asked[key] == base[key]
+    w = load_checkpoint(mnist5k_checkpoint).model.interpreter.weight.detach()
+    alphas = [a * float(w[other, j]) for j, a in enumerate(base["attributes"])]
+    assert asked["relevance"] == pytest.approx([a / max(abs(v) for v in alphas) for a in alphas], abs=1e-6)
+    assert (out / "test-00007" / "report.json").exists()  # the g-class report is kept
+
+
+def test_an_image_file_round_trips_to_the_same_report_as_its_index(mnist5k_checkpoint, mnist5k, tmp_path):
+    out = tmp_path / "local"
+    pixels = mnist5k.test.images[11, 0].numpy()
+    Image.fromarray(pixels, mode="L").save(tmp_path / "eleven.png")
+    np.save(tmp_path / "eleven.npy", pixels)
+    np.save(tmp_path / "eleven-float.npy", pixels.astype(np.float32) / 255.0)
+    assert run_local(mnist5k_checkpoint, out, "--index", "11", "--image", str(tmp_path / "eleven.png"),
+                     str(tmp_path / "eleven.npy"), str(tmp_path / "eleven-float.npy")) == 0
+    by_index = report(out, "test-00011")
+    for identifier in ("image-eleven", "image-eleven-float"):
+        by_image = report(out, identifier)
+        assert by_image["sample"]["kind"] == "image" and by_image["sample"]["label"] is None
+        for key in ("prediction", "explained_class", "attributes", "relevance", "top", "parameters"):
+            assert by_image[key] == by_index[key], key
+
+
+def test_bad_input_is_one_line_exit_2_and_leaves_no_folder(mnist5k_checkpoint, tmp_path, capsys):
+    out = tmp_path / "local"
+
+    def fails(*extra, message):
+        assert run_local(mnist5k_checkpoint, out, *extra) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.startswith("flint-analyze: error:") and err.count("\n") == 1, err
+        assert not out.exists()
+
+    fails(message="say which samples")
+    fails("--index", "1000", message="index 1000 is out of range for the test split")
+    fails("--index", "4000", "--split", "train", message="index 4000 is out of range for the train split")
+    fails("--index", "1", "--class", "ten", message="unknown class 'ten'")
+    (tmp_path / "ids.txt").write_text("1\n2\nthree\n")
+    fails("--indices-file", str(tmp_path / "ids.txt"), message="contains 'three'")
+    fails("--image", str(tmp_path / "missing.png"), message="does not exist")
+    Image.fromarray(np.zeros((32, 32), dtype=np.uint8)).save(tmp_path / "big.png")
+    fails("--image", str(tmp_path / "big.png"), message="is 32×32 pixels, the model expects 28×28; pass --resize")
+    rgb = np.zeros((28, 28, 3), dtype=np.uint8)
+    rgb[..., 0] = 200
+    Image.fromarray(rgb).save(tmp_path / "red.png")
+    fails("--image", str(tmp_path / "red.png"), message="has 3 channel(s), the model expects 1")
+    np.save(tmp_path / "loud.npy", np.full((28, 28), 3.0, dtype=np.float32))
+    fails("--image", str(tmp_path / "loud.npy"), message="outside the model's range [0, 1]")
+    (tmp_path / "text.png").write_text("not an image")
+    fails("--image", str(tmp_path / "text.png"), message="cannot read image")
+    assert run_local(mnist5k_checkpoint, out, "--image", str(tmp_path / "big.png"), "--resize") == 0
+    assert report(out, "image-big")["sample"]["path"].endswith("big.png")
+
+
+def test_local_links_to_the_global_report_found_next_to_the_checkpoint(mnist5k_checkpoint, tmp_path):
+    checkpoint = tmp_path / "model.pt"
+    checkpoint.write_bytes(mnist5k_checkpoint.read_bytes())
+    assert main(["global", str(checkpoint), "--subset-size", "150", "--am-pi-steps", "2", "--threshold", "0.0", "--quiet"]) == 0
+    assert main(["local", str(checkpoint), "--index", "3", *FAST]) == 0
+    data = report(tmp_path / "model-local", "test-00003")
+    links = [t["global"] for t in data["top"]]
+    assert all(link is not None and link["report"] == "../../model-global/index.html" for link in links)
+    global_data = json.loads((tmp_path / "model-global" / "global.json").read_text())
+    for t in data["top"]:
+        expected = sorted(p["class"] for p in global_data["pairs"] if p["attribute"] == t["attribute"])
+        assert sorted(p["class"] for p in t["global"]["pairs"]) == expected
+        for p in t["global"]["pairs"]:
+            assert (tmp_path / "model-local" / "test-00003" / p["figure"]).resolve().is_file()
