@@ -1,6 +1,6 @@
 """``flint-analyze``: interpret a trained FLINT checkpoint.
 
-Sub-commands: ``info``, ``global``, ``local``. The CLI only wires: it parses options, calls the computing functions,
+Sub-commands: ``info``, ``global``, ``local``, ``metrics``, ``disagreement``. The CLI only wires: it parses options, calls the computing functions,
 then the report writers. Every user error is one line on stderr and exit status 2.
 """
 
@@ -165,6 +165,74 @@ def _local(args: argparse.Namespace) -> int:
     return 0
 
 
+def _metrics(args: argparse.Namespace) -> int:
+    from flint_analysis.inference import forward_pass
+    from flint_analysis.metrics import evaluate
+    from flint_analysis.report.metrics_report import format_table, write_metrics_report
+
+    started = time.perf_counter()
+    device = resolve_device(args.device)
+    names = args.names or [Path(path).stem for path in args.checkpoint]
+    if len(names) != len(args.checkpoint):
+        raise InputError(f"--names gives {len(names)} names for {len(args.checkpoint)} checkpoints")
+    if len(set(names)) != len(names):
+        raise InputError("two checkpoints have the same name; tell them apart with --names")
+    if any(t <= 1 for t in args.taus):
+        raise InputError(f"τ must be greater than 1, got {min(args.taus):g}")
+    models, spec = [], None
+    for name, path in zip(names, args.checkpoint):
+        checkpoint = load_checkpoint(path, device=device)
+        if spec is not None and checkpoint.dataset.class_names != spec.class_names:
+            raise InputError(f"{path} was trained on other classes than {args.checkpoint[0]}; compare checkpoints of one dataset")
+        spec = checkpoint.dataset
+        bundle = load_dataset_for_spec(checkpoint.dataset, data_root=args.data_root, download=args.download)
+        forward = forward_pass(checkpoint.model, bundle.split(args.split), batch_size=args.batch_size, device=device,
+                               progress=not args.quiet, description=f"forward pass ({name}, {args.split})")
+        metrics = evaluate(forward, checkpoint.model.interpreter.weight.detach().cpu().numpy(), ks=args.ks, taus=args.taus)
+        models.append((name, checkpoint, metrics))
+    output = Path(args.output) if args.output else Path(args.checkpoint[0]).parent / f"{Path(args.checkpoint[0]).stem}-metrics"
+    data = write_metrics_report(models, args.split, output, force=args.force)
+    print(format_table(data))
+    print(f"wrote {output / 'index.html'} ({time.perf_counter() - started:.1f} s)")
+    return 0
+
+
+def _disagreement(args: argparse.Namespace) -> int:
+    from flint_analysis.disagreement import DepthConfig, analyse_disagreement, disagreement_depth
+    from flint_analysis.inference import forward_pass
+    from flint_analysis.report.common import check_output_folder
+    from flint_analysis.report.disagreement_report import JSON_NAME, format_counts, write_disagreement_report
+
+    started = time.perf_counter()
+    device = resolve_device(args.device)
+    checkpoint, bundle = _load(args)
+    split = bundle.split(args.split)
+    if not 1 <= args.k < checkpoint.model.num_classes:
+        raise InputError(f"-k {args.k} is out of range; use 1 ≤ k < {checkpoint.model.num_classes} (the number of classes)")
+    depth_config = None if args.no_depth else DepthConfig(
+        space=args.depth_space, pca_components=args.pca_components, agreeing_per_class=args.agreeing,
+        n_directions=args.depth_directions, refinement_rounds=args.depth_rounds, seed=args.seed)
+    output = _output_dir(args, "disagreement")
+    check_output_folder(output, JSON_NAME, checkpoint.sha256, args.force)
+    forward = forward_pass(checkpoint.model, split, batch_size=args.batch_size, device=device, progress=not args.quiet,
+                           description=f"forward pass ({args.split})")
+    analysis = analyse_disagreement(forward, args.k)
+    depths = None
+    if depth_config is not None:
+        train = forward if args.split == "train" else forward_pass(
+            checkpoint.model, bundle.train, batch_size=args.batch_size, device=device, progress=not args.quiet,
+            description="forward pass (train)")
+        depths = disagreement_depth(analysis, forward, split, train, bundle.train, depth_config, progress=not args.quiet)
+    data = write_disagreement_report(analysis, checkpoint, args.split, split, depths, depth_config, output,
+                                     worst_per_class=args.worst_per_class, force=args.force)
+    print(format_counts(data))
+    for entry in (data["depth"] or {}).get("classes", []):
+        if entry["note"]:
+            print(f"note: {entry['class_name']}: {entry['note']}")
+    print(f"wrote {output / 'index.html'} ({time.perf_counter() - started:.1f} s)")
+    return 0
+
+
 def _add_common(parser: argparse.ArgumentParser, output_help: str) -> None:
     parser.add_argument("checkpoint", help="a .pt file written by flint-train")
     parser.add_argument("-o", "--output", help=output_help)
@@ -195,9 +263,16 @@ def _add_attribution(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-decoder", action="store_true", help="skip the decoder ablation d(Φ) vs d(Φ with φ_j = 0)")
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose usage errors are one line (and exit status 2), like every other error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="flint-analyze", description="Interpret trained FLINT checkpoints.")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser = OneLineErrorParser(prog="flint-analyze", description="Interpret trained FLINT checkpoints.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=OneLineErrorParser)
     info = commands.add_parser("info", help="print what a checkpoint holds", description="Print what a checkpoint holds: architecture, J, classes, dataset, hyper-parameters, final metrics.")
     info.add_argument("checkpoint", help="a .pt file written by flint-train")
     info.add_argument("--json", action="store_true", help="print machine-readable JSON instead of text")
@@ -231,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     samples = local.add_argument_group("samples (at least one)")
     samples.add_argument("--index", type=int, nargs="+", metavar="I", help="indices into --split")
     samples.add_argument("--indices-file", metavar="FILE", help="a file of indices into --split, whitespace or comma separated")
-    samples.add_argument("--split", default="test", choices=["train", "test"], help="split of --index (default test)")
+    samples.add_argument("--split", default="test", help="split of --index: test (default) or train")
     samples.add_argument("--image", nargs="+", metavar="FILE", help="image files (.png, .npy) that are not in the dataset")
     samples.add_argument("--resize", action="store_true", help="resize --image files to the model's input size")
     samples.add_argument("--invert", action="store_true", help="invert --image files (dark strokes on light paper)")
@@ -243,6 +318,51 @@ def build_parser() -> argparse.ArgumentParser:
     _add_attribution(local)
     _add_am_pi(local)
     local.set_defaults(handler=_local)
+
+    from flint_analysis.conciseness import PAPER_TAUS
+    from flint_analysis.disagreement import DEPTH_SPACES
+    from flint_analysis.metrics import DEFAULT_KS
+
+    metrics = commands.add_parser(
+        "metrics", help="accuracy of f and g, fidelity, top-k fidelity, conciseness (CNS), f-vs-g confusion",
+        description="The paper's evaluation of trained models on a split: accuracy of f and g, fidelity, fidelity per "
+        "f-class, the f-vs-g confusion matrix, top-k fidelity and the conciseness curve CNS_g(τ). Several checkpoints "
+        "are compared on one figure.",
+    )
+    metrics.add_argument("checkpoint", nargs="+", help="one or more .pt files of the same dataset")
+    metrics.add_argument("-o", "--output", help="output folder (default: <first checkpoint dir>/<its name>-metrics)")
+    metrics.add_argument("--names", nargs="+", help="names of the checkpoints in tables and figures (default: file names)")
+    metrics.add_argument("--split", default="test", help="split to evaluate: test (default) or train")
+    metrics.add_argument("--ks", type=int, nargs="+", default=list(DEFAULT_KS), help="k of the top-k fidelity (default 1 2 3 4 5)")
+    metrics.add_argument("--taus", type=float, nargs="+", default=list(PAPER_TAUS), help="τ of CNS_g(τ) (default 1.5 2 2.5 3 4 5)")
+    metrics.add_argument("--force", action="store_true", help="replace a report of another checkpoint in the output folder")
+    metrics.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    metrics.add_argument("--data-root", help="folder of the checkpoints' dataset")
+    metrics.add_argument("--download", action="store_true", help="let torchvision download MNIST/FashionMNIST if missing")
+    metrics.add_argument("--batch-size", type=int, default=256, help="batch size of forward passes (default 256)")
+    metrics.add_argument("--quiet", action="store_true", help="no progress bars")
+    metrics.set_defaults(handler=_metrics)
+
+    disagreement = commands.add_parser(
+        "disagreement", help="samples where f and g disagree: top-k categories, worst cases, projection depth",
+        description="Every sample where g's class differs from f's, sorted into: f's class within g's top-k, outside it, "
+        "and outside it while f is right (the worst kind); counts overall and per class, a grid of the worst cases, and the "
+        "projection depth (supplement Eq. 1) of disagreements and of random agreeing samples w.r.t. their class's training samples.",
+    )
+    _add_common(disagreement, "output folder (default: <checkpoint dir>/<checkpoint name>-disagreement)")
+    disagreement.add_argument("-k", type=int, default=3, help="top-k of g that counts as acceptable (default 3)")
+    disagreement.add_argument("--split", default="test", help="split to analyse: test (default) or train")
+    disagreement.add_argument("--worst-per-class", type=int, default=8, help="worst cases shown per class (default 8)")
+    depth = disagreement.add_argument_group("projection depth")
+    depth.add_argument("--no-depth", action="store_true", help="skip the projection-depth analysis")
+    depth.add_argument("--depth-space", choices=DEPTH_SPACES, default="pca",
+                       help="pca (default: the inputs on the class's first principal components, non-degenerate), "
+                       "pixels (the paper's raw input, strict: mostly exact zeros on pixel data) or attributes (Φ(x))")
+    depth.add_argument("--pca-components", type=int, default=20, help="principal components of the pca space (default 20, capped at n/10)")
+    depth.add_argument("--agreeing", type=int, default=100, help="random agreeing samples per class (default 100)")
+    depth.add_argument("--depth-directions", type=int, default=1000, help="shared random directions of the depth search (default 1000)")
+    depth.add_argument("--depth-rounds", type=int, default=30, help="refinement rounds of the depth search (default 30)")
+    disagreement.set_defaults(handler=_disagreement)
     return parser
 
 

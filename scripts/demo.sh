@@ -9,3 +9,5 @@ $bin/flint-train --dataset mnist5k --preset demo --seed 0 -o runs/demo/ckpt.pt -
 $bin/flint-analyze info runs/demo/ckpt.pt
 $bin/flint-analyze global runs/demo/ckpt.pt -o runs/demo/global --force
 $bin/flint-analyze local runs/demo/ckpt.pt --index 0 -o runs/demo/local --force --global-dir runs/demo/global
+$bin/flint-analyze metrics runs/demo/ckpt.pt -o runs/demo/metrics --force
+$bin/flint-analyze disagreement runs/demo/ckpt.pt -o runs/demo/disagreement --force

@@ -26,7 +26,9 @@ _WEIGHT_HELP = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    from flint_analysis.cli import OneLineErrorParser
+
+    parser = OneLineErrorParser(
         prog="flint-train",
         description="Train a FLINT predictor f with its interpreter g = h∘Φ and decoder d (Algorithm 1 of the paper).",
     )

@@ -1,0 +1,77 @@
+"""Figures of ``flint-analyze metrics``: confusion matrix, CNS and top-k curves, per-class fidelity."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import seaborn as sns
+from matplotlib.figure import Figure
+
+from flint_analysis.metrics import ModelMetrics
+from flint_analysis.plots.style import ACCENT_COLOR, FONT_SIZE, new_figure
+
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+
+
+def plot_confusion(metrics: ModelMetrics, class_names: Sequence[str], title: str) -> Figure:
+    """The f-versus-g confusion matrix (rows f's class, columns g's), counts annotated."""
+    size = len(class_names)
+    figure = new_figure(2.2 + 0.55 * size, 1.8 + 0.5 * size)
+    ax = figure.add_subplot()
+    sns.heatmap(metrics.confusion, ax=ax, annot=True, fmt="d", cmap="Blues", cbar=False, square=True,
+                annot_kws={"fontsize": FONT_SIZE - 1}, xticklabels=class_names, yticklabels=class_names, linewidths=0.3)
+    ax.set_xlabel("g's class", fontsize=FONT_SIZE + 1)
+    ax.set_ylabel("f's class", fontsize=FONT_SIZE + 1)
+    ax.tick_params(labelsize=FONT_SIZE)
+    ax.set_title(f"{title}: f vs g (fidelity {metrics.fidelity:.2f}%)", fontsize=FONT_SIZE + 1)
+    return figure
+
+
+def plot_conciseness(curves: Mapping[str, Mapping[float, float]]) -> Figure:
+    """``CNS_g(τ)`` against τ for one or more models on one figure (paper Fig. 3–4)."""
+    figure = new_figure(4.6, 3.2)
+    ax = figure.add_subplot()
+    for (name, curve), marker in zip(curves.items(), _MARKERS * 10):
+        taus = sorted(curve)
+        ax.plot(taus, [curve[t] for t in taus], marker=marker, label=name)
+    ax.set_xlabel("τ (relevance threshold 1/τ)", fontsize=FONT_SIZE + 1)
+    ax.set_ylabel("$CNS_g$: mean relevant attributes", fontsize=FONT_SIZE + 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=FONT_SIZE)
+    ax.set_title("conciseness of g's interpretations (lower is more concise)", fontsize=FONT_SIZE + 1)
+    return figure
+
+
+def plot_topk(curves: Mapping[str, Mapping[int, float]]) -> Figure:
+    """Top-k fidelity (share of samples whose f-class is in g's top k) against k."""
+    figure = new_figure(4.6, 3.2)
+    ax = figure.add_subplot()
+    for (name, curve), marker in zip(curves.items(), _MARKERS * 10):
+        ks = sorted(curve)
+        ax.plot(ks, [curve[k] for k in ks], marker=marker, label=name)
+    ax.set_xticks(sorted({k for curve in curves.values() for k in curve}))
+    ax.set_xlabel("k", fontsize=FONT_SIZE + 1)
+    ax.set_ylabel("top-k fidelity (%)", fontsize=FONT_SIZE + 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=FONT_SIZE)
+    ax.set_title("f's class within g's top-k classes", fontsize=FONT_SIZE + 1)
+    return figure
+
+
+def plot_per_class_fidelity(metrics: ModelMetrics, class_names: Sequence[str], title: str) -> Figure:
+    """Fidelity among the samples f assigns to each class."""
+    figure = new_figure(1.5 + 0.45 * len(class_names), 2.8)
+    ax = figure.add_subplot()
+    values = np.nan_to_num(metrics.per_class_fidelity, nan=0.0)
+    ax.bar(np.arange(len(class_names)), values, color=ACCENT_COLOR)
+    for x, (value, count) in enumerate(zip(metrics.per_class_fidelity, metrics.per_class_counts)):
+        ax.text(x, 1.0, "n/a" if count == 0 else f"{value:.1f}", ha="center", va="bottom", fontsize=FONT_SIZE - 2, color="white" if count else "black",
+                rotation=90)
+    ax.set_xticks(np.arange(len(class_names)))
+    ax.set_xticklabels(class_names, rotation=45 if max(map(len, class_names)) > 3 else 0, ha="right" if max(map(len, class_names)) > 3 else "center",
+                       fontsize=FONT_SIZE)
+    ax.set_ylim(0, 100)
+    ax.set_ylabel("fidelity (%)", fontsize=FONT_SIZE + 1)
+    ax.set_title(f"{title}: fidelity per f-class", fontsize=FONT_SIZE + 1)
+    return figure
