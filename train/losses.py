@@ -80,8 +80,16 @@ class LossTerms:
     diversity: Tensor
     l1: Tensor
 
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(cls.__dataclass_fields__)
+
+    def as_tensor(self) -> Tensor:
+        """The terms stacked in :meth:`names` order, detached: ``(8,)``."""
+        return torch.stack([getattr(self, name).detach() for name in self.names()])
+
     def as_floats(self) -> dict[str, float]:
-        return {name: float(getattr(self, name).detach()) for name in self.__dataclass_fields__}
+        return dict(zip(self.names(), self.as_tensor().tolist()))
 
 
 def flint_loss(

@@ -16,10 +16,10 @@ from flint_analysis.datasets import DatasetBundle
 from flint_analysis.inference import forward_pass
 from flint_analysis.models import FlintModel
 from train.config import TrainingConfig
-from train.losses import flint_loss
+from train.losses import LossTerms, flint_loss
 
 
-def evaluate(model: FlintModel, bundle: DatasetBundle, device: torch.device, batch_size: int = 500) -> dict[str, float]:
+def evaluate(model: FlintModel, bundle: DatasetBundle, device: torch.device, batch_size: int = 1000) -> dict[str, float]:
     """Test-split accuracy of f and g and fidelity (share of samples where g's class equals f's), in %."""
     result = forward_pass(model, bundle.test, batch_size=batch_size, device=device)
     labels, f_pred, g_pred = result.labels.numpy(), result.f_predictions.numpy(), result.g_predictions.numpy()
@@ -76,10 +76,10 @@ def train(
         model.train()
         started = time.perf_counter()
         order = torch.randperm(num_samples, generator=shuffle)
-        sums: dict[str, float] = {}
+        sums = torch.zeros(len(LossTerms.names()), dtype=torch.float64, device=device)
         batches = range(0, num_samples, config.batch_size)
         bar = tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress, leave=False, unit="batch")
-        for start in bar:
+        for step, start in enumerate(bar):
             index = order[start : start + config.batch_size]
             images = images_all[index].to(device).float().div_(255.0)
             labels = labels_all[index].to(device)
@@ -87,14 +87,13 @@ def train(
             optimizer.zero_grad(set_to_none=True)
             terms.total.backward()
             optimizer.step()
-            values = terms.as_floats()
-            for name, value in values.items():
-                sums[name] = sums.get(name, 0.0) + value * index.shape[0]
-            bar.set_postfix(loss=f"{values['total']:.3f}", refresh=False)
+            sums += terms.as_tensor() * index.shape[0]  # stays a tensor: no per-step conversion to Python
+            if progress and step % 25 == 0:
+                bar.set_postfix(loss=f"{float(terms.total):.3f}", refresh=False)
         record: dict[str, Any] = {
             "epoch": epoch,
             "weights": vars(weights),
-            "train_losses": {name: total / num_samples for name, total in sums.items()},
+            "train_losses": dict(zip(LossTerms.names(), (sums / num_samples).tolist())),
         }
         record.update(evaluate(model, bundle, device))
         record["seconds"] = time.perf_counter() - started
