@@ -1,0 +1,215 @@
+"""Rebuild a committed reproduction report from nothing, with the project's own commands.
+
+    python reports/build.py fashion-mnist [--force] [--data-root DIR]
+    python reports/build.py mnist5k [--force]
+
+Each report trains its checkpoints with `flint-train` (skipped when a finished checkpoint is already in
+runs/reports/<report>/; checkpoints are not committed, their SHA-256 is), runs the `flint-analyze`
+commands into reports/<report>/, and writes reports/<report>/README.md and report.json from what
+those commands wrote. It refuses to overwrite a report made from different checkpoints unless --force.
+The exact commands are recorded in report.json and printed in the README.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from flint_analysis.checkpoint import load_checkpoint  # noqa: E402
+from flint_analysis.io import atomic_write_bytes, dumps_json  # noqa: E402
+from reports.readme import fashion_mnist_readme, mnist5k_readme  # noqa: E402
+
+RUNS = ROOT / "runs" / "reports"
+
+# name -> flint-train arguments (besides --dataset, --seed, -o)
+FASHION_MNIST_RUNS = {
+    "flint": [],
+    "base-f": ["--baseline"],
+    "flint-l1mean": ["--l1-reduction", "mean"],
+    "l1-only": ["--l1-reduction", "mean", "--zeta", "0"],
+}
+MNIST5K_RUNS = {
+    "demo": ["--preset", "demo"],
+    "demo-base-f": ["--preset", "demo", "--baseline"],
+    "demo-j4": ["--preset", "demo", "--num-attributes", "4"],
+    "demo-j8": ["--preset", "demo", "--num-attributes", "8"],
+    "paper": ["--preset", "paper-mnist"],
+    "paper-base-f": ["--preset", "paper-mnist", "--baseline"],
+    "paper-l1mean": ["--preset", "paper-mnist", "--l1-reduction", "mean"],
+}
+
+
+def command_line(arguments: list[str]) -> str:
+    return " ".join(shlex.quote(a) for a in arguments)
+
+
+def run(arguments: list[str], log: Path) -> None:
+    """Run a project command, its output to ``log``; stop the build with its last lines if it fails."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as stream:
+        result = subprocess.run(arguments, cwd=ROOT, stdout=stream, stderr=subprocess.STDOUT)
+    if result.returncode != 0:
+        tail = log.read_text().strip().splitlines()[-3:]
+        sys.exit(f"build: {command_line(arguments)} failed (exit {result.returncode}):\n" + "\n".join(tail))
+
+
+def trained(dataset: str, name: str, extra: list[str], seed: int, data_root: str | None, bar: tqdm) -> tuple[Path, list[str]]:
+    """The checkpoint of one run, training it (or finishing it with --resume) if needed."""
+    path = RUNS / report_name(dataset) / f"{name}.pt"
+    arguments = ["flint-train", "--dataset", dataset, "--seed", str(seed), "-o", str(path.relative_to(ROOT)), *extra, "--quiet"]
+    if data_root:
+        arguments += ["--data-root", data_root]
+    if path.exists():
+        checkpoint = load_checkpoint(path)
+        if checkpoint.epochs_completed < checkpoint.training["config"]["epochs"]:
+            bar.set_postfix_str(f"resuming {name}")
+            run([sys.executable, "-m", "train.cli", "--resume", str(path), "--quiet"], path.with_suffix(".resume.log"))
+    else:
+        bar.set_postfix_str(f"training {name}")
+        run([sys.executable, "-m", "train.cli", *arguments[1:]], path.with_suffix(".log"))
+    return path, arguments
+
+
+def report_name(dataset: str) -> str:
+    return "fashion-mnist" if dataset == "fashion-mnist" else "mnist5k"
+
+
+def summarise(path: Path, arguments: list[str]) -> dict[str, Any]:
+    checkpoint = load_checkpoint(path)
+    last = checkpoint.history[-1]
+    return {
+        "checkpoint": str(path.relative_to(ROOT)),
+        "sha256": checkpoint.sha256,
+        "command": command_line(arguments),
+        "config": checkpoint.training["config"],
+        "seed": checkpoint.training["seed"],
+        "epochs": checkpoint.epochs_completed,
+        "num_attributes": checkpoint.model.num_attributes,
+        "train_seconds": sum(record["seconds"] for record in checkpoint.history),
+        "test_accuracy_f": last["test_accuracy_f"],
+        "test_accuracy_g": last["test_accuracy_g"],
+        "test_fidelity": last["test_fidelity"],
+        "train_losses": last["train_losses"],
+        "history": [{k: r[k] for k in ("epoch", "test_accuracy_f", "test_accuracy_g", "test_fidelity", "seconds")} for r in checkpoint.history],
+    }
+
+
+def check_previous(folder: Path, runs: dict[str, dict[str, Any]], force: bool) -> None:
+    previous = folder / "report.json"
+    if not previous.is_file() or force:
+        return
+    recorded = {name: entry["sha256"] for name, entry in json.loads(previous.read_text())["runs"].items()}
+    current = {name: entry["sha256"] for name, entry in runs.items()}
+    changed = sorted(name for name in current if recorded.get(name) != current[name])
+    if changed:
+        sys.exit(f"build: {folder} was made from other checkpoints ({', '.join(changed)} differ); pass --force to rebuild it")
+
+
+def analyse(arguments: list[str], folder: Path, name: str, bar: tqdm, force: bool) -> str:
+    bar.set_postfix_str(f"flint-analyze {arguments[0]}")
+    full = ["flint-analyze", *arguments, "--quiet"] + (["--force"] if force else [])
+    run([sys.executable, "-m", "flint_analysis.cli", *full[1:]], RUNS / folder.name / f"{name}.log")
+    bar.update(1)
+    return command_line(full)
+
+
+def build_fashion_mnist(seed: int, data_root: str | None, force: bool) -> Path:
+    folder = ROOT / "reports" / "fashion-mnist"
+    bar = tqdm(total=len(FASHION_MNIST_RUNS) + 6, desc="fashion-mnist report", unit="step")
+    runs = {}
+    for name, extra in FASHION_MNIST_RUNS.items():
+        path, arguments = trained("fashion-mnist", name, extra, seed, data_root, bar)
+        runs[name] = summarise(path, arguments)
+        bar.update(1)
+    check_previous(folder, runs, force)
+    root = ["--data-root", data_root] if data_root else []
+    flint = runs["flint"]["checkpoint"]
+    commands = {
+        "metrics": analyse(["metrics", flint, runs["base-f"]["checkpoint"], runs["flint-l1mean"]["checkpoint"], runs["l1-only"]["checkpoint"],
+                            "--names", "FLINT", "BASE-f", "FLINT (l1 mean)", "l1 only (l1 mean, zeta 0)",
+                            "-o", "reports/fashion-mnist/metrics", *root], folder, "metrics", bar, force),
+        "global": analyse(["global", flint, "-o", "reports/fashion-mnist/global", "--seed", str(seed), *root], folder, "global", bar, force),
+        "disagreement": analyse(["disagreement", flint, "-o", "reports/fashion-mnist/disagreement", "--seed", str(seed), *root],
+                                folder, "disagreement", bar, force),
+    }
+    disagreement = json.loads((folder / "disagreement" / "disagreement.json").read_text())
+    worst = [s for s in disagreement["samples"] if s["category"] == "outside_top_k_f_correct"]
+    chosen_disagreement = (worst or disagreement["samples"])[0]["index"]
+    agreements = first_agreements(ROOT / flint, data_root, 2)
+    commands["local"] = analyse(["local", flint, "--index", *map(str, agreements + [chosen_disagreement]),
+                                 "-o", "reports/fashion-mnist/local", "--global-dir", "reports/fashion-mnist/global", "--seed", str(seed), *root],
+                                folder, "local", bar, force)
+    commands["global-l1mean"] = analyse(["global", runs["flint-l1mean"]["checkpoint"], "-o", "reports/fashion-mnist/global-l1mean",
+                                         "--seed", str(seed), *root], folder, "global-l1mean", bar, force)
+    data = {"report": "fashion-mnist", "build_command": "python reports/build.py fashion-mnist", "seed": seed, "runs": runs,
+            "analysis_commands": commands, "local_samples": {"agreements": agreements, "disagreement": chosen_disagreement}}
+    atomic_write_bytes(folder / "report.json", dumps_json(data).encode())
+    atomic_write_bytes(folder / "README.md", fashion_mnist_readme(data, folder).encode())
+    bar.update(1)
+    bar.close()
+    return folder
+
+
+def first_agreements(checkpoint_path: Path, data_root: str | None, count: int) -> list[int]:
+    """The first test samples (by index) of distinct classes where f is right and g agrees."""
+    from flint_analysis.datasets import load_dataset_for_spec
+    from flint_analysis.inference import forward_pass
+
+    checkpoint = load_checkpoint(checkpoint_path)
+    test = load_dataset_for_spec(checkpoint.dataset, data_root=data_root).test
+    forward = forward_pass(checkpoint.model, test, indices=range(min(200, len(test))))
+    chosen, classes = [], set()
+    for i, y, f, g in zip(forward.indices.tolist(), forward.labels.tolist(), forward.f_predictions.tolist(), forward.g_predictions.tolist()):
+        if f == g == y and y not in classes:
+            chosen.append(i)
+            classes.add(y)
+        if len(chosen) == count:
+            break
+    return chosen
+
+
+def build_mnist5k(seed: int, force: bool) -> Path:
+    folder = ROOT / "reports" / "mnist5k"
+    bar = tqdm(total=len(MNIST5K_RUNS) + 2, desc="mnist5k report", unit="step")
+    runs = {}
+    for name, extra in MNIST5K_RUNS.items():
+        path, arguments = trained("mnist5k", name, extra, seed, None, bar)
+        runs[name] = summarise(path, arguments)
+        bar.update(1)
+    check_previous(folder, runs, force)
+    commands = {"metrics": analyse(["metrics", *(runs[n]["checkpoint"] for n in MNIST5K_RUNS), "--names", *MNIST5K_RUNS,
+                                    "-o", "reports/mnist5k/metrics"], folder, "metrics", bar, force)}
+    data = {"report": "mnist5k", "build_command": "python reports/build.py mnist5k", "seed": seed, "runs": runs,
+            "analysis_commands": commands}
+    atomic_write_bytes(folder / "report.json", dumps_json(data).encode())
+    atomic_write_bytes(folder / "README.md", mnist5k_readme(data, folder).encode())
+    bar.update(1)
+    bar.close()
+    return folder
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("report", choices=["fashion-mnist", "mnist5k"])
+    parser.add_argument("--force", action="store_true", help="rebuild a report made from other checkpoints")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data-root", help="FashionMNIST folder (default: $FLINT_DATA, then /usr/share/datasets/fashion-mnist)")
+    args = parser.parse_args()
+    os.chdir(ROOT)
+    folder = build_fashion_mnist(args.seed, args.data_root, args.force) if args.report == "fashion-mnist" else build_mnist5k(args.seed, args.force)
+    print(f"wrote {folder.relative_to(ROOT) / 'README.md'}")
+
+
+if __name__ == "__main__":
+    main()
