@@ -9,7 +9,6 @@ distinct).
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 

@@ -1,7 +1,9 @@
 """``flint-analyze``: interpret a trained FLINT checkpoint.
 
-Sub-commands: ``info``, ``global``, ``local``, ``metrics``, ``disagreement``. The CLI only wires: it parses options, calls the computing functions,
-then the report writers. Every user error is one line on stderr and exit status 2.
+Sub-commands: ``info``, ``global``, ``local``, ``metrics``, ``disagreement``. The CLI only wires: it parses
+options, calls the computing functions, then the report writers. Every user error is one line on stderr
+and exit status 2. Modules only one sub-command needs are imported by its handler, so ``info`` and
+``--help`` start quickly.
 """
 
 from __future__ import annotations
@@ -20,7 +22,10 @@ from flint_analysis.global_interpretation import MAS_POOLS, GlobalConfig, global
 from flint_analysis.info import checkpoint_summary, format_summary
 from flint_analysis.io import dumps_json
 from flint_analysis.mas import CLASS_BY
+from flint_analysis.report.common import check_output_folder
+from flint_analysis.report.global_report import JSON_NAME as GLOBAL_JSON
 from flint_analysis.report.global_report import write_global_report
+from flint_analysis.report.local_report import INDEX_NAME as LOCAL_INDEX
 from flint_analysis.report.local_report import SampleSource, summary_lines, write_local_reports
 from flint_analysis.runtime import resolve_device, seed_everything
 
@@ -72,10 +77,7 @@ def _global(args: argparse.Namespace) -> int:
         decoder=not args.no_decoder, am_pi=_am_pi_config(args, checkpoint.dataset.value_range), classes=classes,
         seed=args.seed, batch_size=args.batch_size,
     )
-    from flint_analysis.report.common import check_output_folder
-    from flint_analysis.report.global_report import JSON_NAME
-
-    check_output_folder(output, JSON_NAME, checkpoint.sha256, args.force)  # fail before the long computation
+    check_output_folder(output, GLOBAL_JSON, checkpoint.sha256, args.force)  # fail before the long computation
     result = global_interpretation(checkpoint.model, bundle.train, config, resolve_device(args.device), progress=not args.quiet)
     data = write_global_report(result, checkpoint, output, force=args.force)
     summary = data["am_pi_summary"]
@@ -145,10 +147,7 @@ def _local(args: argparse.Namespace) -> int:
         labels.append(None)
         sources.append(SampleSource(path=str(path)))
     output = _output_dir(args, "local")
-    from flint_analysis.report.common import check_output_folder
-    from flint_analysis.report.local_report import INDEX_NAME
-
-    check_output_folder(output, INDEX_NAME, checkpoint.sha256, args.force)
+    check_output_folder(output, LOCAL_INDEX, checkpoint.sha256, args.force)
     device = resolve_device(args.device)
     config = LocalConfig(top=args.top, explained_class=explained, attribution=_attribution_choice(args, checkpoint.architecture),
                          decoder=not args.no_decoder, am_pi=_am_pi_config(args, spec.value_range), rank_class_by=args.rank_class)
@@ -200,7 +199,6 @@ def _metrics(args: argparse.Namespace) -> int:
 def _disagreement(args: argparse.Namespace) -> int:
     from flint_analysis.disagreement import DepthConfig, analyse_disagreement, disagreement_depth
     from flint_analysis.inference import forward_pass
-    from flint_analysis.report.common import check_output_folder
     from flint_analysis.report.disagreement_report import JSON_NAME, format_counts, write_disagreement_report
 
     started = time.perf_counter()

@@ -34,7 +34,7 @@ def _from_png(path: Path) -> np.ndarray:
     return array if array.ndim == 3 else array[:, :, None]  # (H, W, C)
 
 
-def _to_chw(array: np.ndarray, channels: int, path: Path) -> np.ndarray:
+def _to_chw(array: np.ndarray, path: Path) -> np.ndarray:
     if array.ndim == 2:
         return array[None]
     if array.ndim == 4 and array.shape[0] == 1:
@@ -69,7 +69,7 @@ def load_image_file(path: str | Path, spec: DatasetSpec, resize: bool = False, i
             raw = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as error:
             raise InputError(f"cannot read {path} as a numpy array: {error}") from None
-        array = _to_chw(raw, channels, path)
+        array = _to_chw(raw, path)
         if array.dtype == np.uint8:
             values = low + (high - low) * array.astype(np.float32) / 255.0
         elif np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer):

@@ -12,7 +12,6 @@ from flint_analysis.datasets import load_dataset
 from flint_analysis.global_interpretation import GlobalConfig, global_interpretation
 from flint_analysis.am_pi import AmPiConfig
 from flint_analysis.models import build_model, resolve_architecture_kwargs
-from flint_analysis.relevance import class_attribute_relevance, sample_relevance
 
 FAST = ["--subset-size", "150", "--am-pi-steps", "4", "--quiet"]
 
