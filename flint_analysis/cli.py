@@ -231,16 +231,21 @@ def _disagreement(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_common(parser: argparse.ArgumentParser, output_help: str) -> None:
-    parser.add_argument("checkpoint", help="a .pt file written by flint-train")
-    parser.add_argument("-o", "--output", help=output_help)
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    """Options every analysis command shares: output safety, device, data location, batching, progress."""
     parser.add_argument("--force", action="store_true", help="replace a report of another checkpoint in the output folder")
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     parser.add_argument("--data-root", help="folder of the checkpoint's dataset (default: $FLINT_DATA, then known locations)")
     parser.add_argument("--download", action="store_true", help="let torchvision download MNIST/FashionMNIST if missing")
-    parser.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0); same seed, same JSON")
     parser.add_argument("--batch-size", type=int, default=256, help="batch size of forward passes (default 256)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _add_common(parser: argparse.ArgumentParser, output_help: str) -> None:
+    parser.add_argument("checkpoint", help="a .pt file written by flint-train")
+    parser.add_argument("-o", "--output", help=output_help)
+    parser.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0); same seed, same JSON")
+    _add_run_options(parser)
 
 
 def _add_am_pi(parser: argparse.ArgumentParser) -> None:
@@ -333,12 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     metrics.add_argument("--split", default="test", help="split to evaluate: test (default) or train")
     metrics.add_argument("--ks", type=int, nargs="+", default=list(DEFAULT_KS), help="k of the top-k fidelity (default 1 2 3 4 5)")
     metrics.add_argument("--taus", type=float, nargs="+", default=list(PAPER_TAUS), help="τ of CNS_g(τ) (default 1.5 2 2.5 3 4 5)")
-    metrics.add_argument("--force", action="store_true", help="replace a report of another checkpoint in the output folder")
-    metrics.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
-    metrics.add_argument("--data-root", help="folder of the checkpoints' dataset")
-    metrics.add_argument("--download", action="store_true", help="let torchvision download MNIST/FashionMNIST if missing")
-    metrics.add_argument("--batch-size", type=int, default=256, help="batch size of forward passes (default 256)")
-    metrics.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_run_options(metrics)
     metrics.set_defaults(handler=_metrics)
 
     disagreement = commands.add_parser(

@@ -28,35 +28,32 @@ def plot_confusion(metrics: ModelMetrics, class_names: Sequence[str], title: str
     return figure
 
 
-def plot_conciseness(curves: Mapping[str, Mapping[float, float]]) -> Figure:
-    """``CNS_g(τ)`` against τ for one or more models on one figure (paper Fig. 3–4)."""
+def _curves(curves: Mapping[str, Mapping[float, float]], xlabel: str, ylabel: str, title: str, integer_x: bool = False) -> Figure:
+    """One line per model on shared axes."""
     figure = new_figure(4.6, 3.2)
     ax = figure.add_subplot()
     for (name, curve), marker in zip(curves.items(), _MARKERS * 10):
-        taus = sorted(curve)
-        ax.plot(taus, [curve[t] for t in taus], marker=marker, label=name)
-    ax.set_xlabel("τ (relevance threshold 1/τ)", fontsize=FONT_SIZE + 1)
-    ax.set_ylabel("$CNS_g$: mean relevant attributes", fontsize=FONT_SIZE + 1)
+        xs = sorted(curve)
+        ax.plot(xs, [curve[x] for x in xs], marker=marker, label=name)
+    if integer_x:
+        ax.set_xticks(sorted({x for curve in curves.values() for x in curve}))
+    ax.set_xlabel(xlabel, fontsize=FONT_SIZE + 1)
+    ax.set_ylabel(ylabel, fontsize=FONT_SIZE + 1)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=FONT_SIZE)
-    ax.set_title("conciseness of g's interpretations (lower is more concise)", fontsize=FONT_SIZE + 1)
+    ax.set_title(title, fontsize=FONT_SIZE + 1)
     return figure
+
+
+def plot_conciseness(curves: Mapping[str, Mapping[float, float]]) -> Figure:
+    """``CNS_g(τ)`` against τ for one or more models on one figure (paper Fig. 3–4)."""
+    return _curves(curves, "τ (relevance threshold 1/τ)", "$CNS_g$: mean relevant attributes",
+                   "conciseness of g's interpretations (lower is more concise)")
 
 
 def plot_topk(curves: Mapping[str, Mapping[int, float]]) -> Figure:
     """Top-k fidelity (share of samples whose f-class is in g's top k) against k."""
-    figure = new_figure(4.6, 3.2)
-    ax = figure.add_subplot()
-    for (name, curve), marker in zip(curves.items(), _MARKERS * 10):
-        ks = sorted(curve)
-        ax.plot(ks, [curve[k] for k in ks], marker=marker, label=name)
-    ax.set_xticks(sorted({k for curve in curves.values() for k in curve}))
-    ax.set_xlabel("k", fontsize=FONT_SIZE + 1)
-    ax.set_ylabel("top-k fidelity (%)", fontsize=FONT_SIZE + 1)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=FONT_SIZE)
-    ax.set_title("f's class within g's top-k classes", fontsize=FONT_SIZE + 1)
-    return figure
+    return _curves(curves, "k", "top-k fidelity (%)", "f's class within g's top-k classes", integer_x=True)
 
 
 def plot_per_class_fidelity(metrics: ModelMetrics, class_names: Sequence[str], title: str) -> Figure:
