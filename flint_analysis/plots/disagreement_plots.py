@@ -21,7 +21,7 @@ def plot_worst_cases(rows: Sequence[tuple[int, Tensor, Sequence[str]]], class_na
         rows: ``(class, images (n, C, H, W), titles)`` per class.
     """
     columns = max(len(titles) for _, _, titles in rows)
-    figure = new_figure(1.2 + 1.05 * columns, 0.5 + 1.25 * len(rows))
+    figure = new_figure(max(5.0, 1.2 + 1.05 * columns), 0.7 + 1.25 * len(rows))
     grid = figure.add_gridspec(len(rows), columns + 1, width_ratios=[0.6] + [1.0] * columns)
     for r, (c, images, titles) in enumerate(rows):
         label = figure.add_subplot(grid[r, 0])
@@ -29,7 +29,8 @@ def plot_worst_cases(rows: Sequence[tuple[int, Tensor, Sequence[str]]], class_na
         label.text(1.0, 0.5, class_names[c], ha="right", va="center", fontsize=FONT_SIZE + 1)
         for i, title in enumerate(titles):
             show_image(figure.add_subplot(grid[r, i + 1]), images[i], "input", value_range, title)
-    figure.suptitle(f"worst disagreements: f right, f's class not in g's top-{k} (label = f's class)", fontsize=FONT_SIZE + 2)
+    figure.suptitle(f"worst disagreements: f right (row = label = f's class),\nf's class not in g's top-{k}; titles give g's class",
+                    fontsize=FONT_SIZE + 1)
     return figure
 
 
