@@ -1,0 +1,181 @@
+"""README.md of reports/fashion-mnist, written from report.json and the analysis JSON files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+PAPER = {"base_f": 90.3, "flint_f": 90.6, "flint_g": 87.5, "fidelity": 91.5}
+
+
+def _load(folder: Path, relative: str) -> dict[str, Any]:
+    return json.loads((folder / relative).read_text())
+
+
+def _commands(data: dict[str, Any]) -> str:
+    lines = [data["build_command"] + "   # rebuilds everything below (trains only missing checkpoints)", ""]
+    lines += [run["command"] for run in data["runs"].values()]
+    lines += [""] + list(data["analysis_commands"].values())
+    return "```bash\n" + "\n".join(lines) + "\n```"
+
+
+def fashion_mnist_text(data: dict[str, Any], folder: Path) -> str:
+    runs = data["runs"]
+    flint, base, l1mean, l1only = runs["flint"], runs["base-f"], runs["flint-l1mean"], runs["l1-only"]
+    metrics = _load(folder, "metrics/metrics.json")
+    global_data = _load(folder, "global/global.json")
+    global_l1mean = _load(folder, "global-l1mean/global.json")
+    disagreement = _load(folder, "disagreement/disagreement.json")
+    local = _load(folder, "local/local.json")
+    models = {m["name"]: m["metrics"] for m in metrics["models"]}
+    taus = list(models["FLINT"]["conciseness"])
+    names = data and global_data["dataset"]["class_names"]
+
+    def row(label: str, b: float | str, f: float, g: float, fid: float) -> str:
+        bb = b if isinstance(b, str) else f"{b:.1f}"
+        return f"| {label} | {bb} | {f:.1f} | {g:.1f} | {fid:.1f} |"
+
+    counts = disagreement["counts"]
+    depth = disagreement["depth"]["summary"]
+    lines = [
+        "# Reproduction on FashionMNIST",
+        "",
+        "Full FashionMNIST (60,000 training / 10,000 test images, from the Debian package `dataset-fashion-mnist`), the "
+        "paper's FashionMNIST setting: the MNIST hyper-parameters and the `lenet` architecture, 12 epochs, Adam 1e-4, "
+        f"batch 16, seed {data['seed']}. Accuracy and fidelity in % on the 10,000 test images.",
+        "",
+        "## Accuracy and fidelity",
+        "",
+        "| | BASE-f | FLINT-f | FLINT-g | fidelity |",
+        "|---|---:|---:|---:|---:|",
+        row("paper, Tables 6–7", PAPER["base_f"], PAPER["flint_f"], PAPER["flint_g"], PAPER["fidelity"]),
+        row("this project, the paper's settings (`flint.pt`)", base["test_accuracy_f"], flint["test_accuracy_f"],
+            flint["test_accuracy_g"], flint["test_fidelity"]),
+        row("same, ℓ1 averaged over the attributes as in the authors' code (`flint-l1mean.pt`)", "", l1mean["test_accuracy_f"],
+            l1mean["test_accuracy_g"], l1mean["test_fidelity"]),
+        "",
+        f"Training time on this 2-core CPU (one thread per run, the machine shared with other work): BASE-f "
+        f"{base['train_seconds'] / 60:.0f} min, FLINT {flint['train_seconds'] / 60:.0f} min, FLINT with ℓ1 mean "
+        f"{l1mean['train_seconds'] / 60:.0f} min, ℓ1 only {l1only['train_seconds'] / 60:.0f} min ({flint['epochs']} epochs each).",
+        "",
+        "### Test accuracy of g by epoch",
+        "",
+        "| epoch | " + " | ".join(str(r["epoch"] + 1) for r in flint["history"]) + " |",
+        "|---|" + "---:|" * len(flint["history"]),
+        "| FLINT (paper settings) | " + " | ".join(f"{r['test_accuracy_g']:.1f}" for r in flint["history"]) + " |",
+        "| FLINT, ℓ1 mean | " + " | ".join(f"{r['test_accuracy_g']:.1f}" for r in l1mean["history"]) + " |",
+        "",
+    ]
+    lines += findings(data)
+    lines += [
+        "",
+        "## Conciseness: entropy versus ℓ1 only (paper Fig. 3–4)",
+        "",
+        "| model | " + " | ".join(f"τ = {t}" for t in taus) + " |",
+        "|---|" + "---:|" * len(taus),
+    ]
+    for name in ("FLINT", "FLINT (l1 mean)", "l1 only (l1 mean, zeta 0)"):
+        lines.append(f"| {name} | " + " | ".join(f"{models[name]['conciseness'][t]:.2f}" for t in taus) + " |")
+    lines += [
+        "",
+        "![CNS curves](metrics/conciseness.png)",
+        "",
+        "CNS_g(τ) is the mean number of attributes whose relevance for g's class exceeds 1/τ on the test images; the ℓ1-only "
+        "model (ζ = 0) is the same run as FLINT with ℓ1 mean but without the entropy terms. The full metrics "
+        "(top-k fidelity, confusion matrices, fidelity per class) are in [metrics/](metrics/index.html).",
+        "",
+        "## Global interpretation (the paper-settings model)",
+        "",
+        f"{len(global_data['pairs'])} class-attribute pairs have r_(j,c) > 0.1 on 1,000 random training images; AM+PI raised "
+        f"the attribute in {global_data['am_pi_summary']['raised']} of {global_data['am_pi_summary']['runs']} runs. "
+        f"For the ℓ1-mean model: {len(global_l1mean['pairs'])} pairs, {global_l1mean['am_pi_summary']['raised']} of "
+        f"{global_l1mean['am_pi_summary']['runs']} raised ([global-l1mean/](global-l1mean/index.html)).",
+        "",
+        "![relevance heat map](global/relevance_heatmap.png)",
+        "",
+        "The heat map shows r_(j,c) for every attribute (rows) and class (columns); boxed cells are the analysed pairs.",
+        "",
+    ]
+    for class_index, figure in global_data["figures"]["classes"].items():
+        pairs = [p for p in global_data["pairs"] if str(p["class"]) == class_index]
+        attributes = ", ".join(f"φ{p['attribute']} (r = {p['relevance']:.2f})" for p in pairs)
+        lines += [f"**{names[int(class_index)]}**: {attributes}", "", f"![{names[int(class_index)]}](global/{figure})", ""]
+    lines += [
+        "Each row is a class-attribute pair: for each of its three maximum activating samples, the image, its AM+PI output "
+        "(✗ where AM+PI did not raise the attribute), the gradient of φ_j and the decoder's reconstruction with and without φ_j. "
+        "The full page with the per-sample relevance plot and the overview of all attributes: [global/](global/index.html).",
+        "",
+        "## Local interpretations",
+        "",
+    ]
+    for sample in local["samples"]:
+        lines += [f"- [{sample['id']}](local/{sample['folder']}/report.html): {sample['summary'][0]}",
+                  f"  {sample['summary'][1].strip()}", f"  ![{sample['id']}](local/{sample['folder']}/report.png)"]
+    lines += [
+        "",
+        "Two test samples where f and g agree and one where they disagree (the first of the worst kind: f right, f's class "
+        "outside g's top-3). Each figure shows the relevance of every attribute for ĉ and, for the top three, AM+PI, the "
+        "gradient and the decoder ablation.",
+        "",
+        "## Disagreement analysis",
+        "",
+        f"{counts['disagreements']} of {counts['samples']} test samples: {counts['within_top_k']} with f's class in g's "
+        f"top-3, {counts['outside_top_k']} outside, {counts['outside_top_k_f_correct']} of them with f right "
+        "([disagreement/](disagreement/index.html) has the counts per class).",
+        "",
+        "![worst cases](disagreement/worst-cases.png)" if disagreement["figures"]["worst_cases"] else "",
+        "",
+        "The worst disagreements per class (f right, f's class not in g's top-3), as in the paper's Fig. 13 and 15.",
+        "",
+        "![depth per class](disagreement/depth-per-class.png)",
+        "",
+        f"Projection depth (supplement Eq. 1) of each class's disagreements and of 100 random agreeing test samples with "
+        f"respect to the class's 6,000 training images, in the space of the class's first 20 principal components (on raw "
+        f"pixels the exact depth is 0 for almost every image). Median depth {depth['median_depth_disagreeing']:.3f} for "
+        f"disagreements against {depth['median_depth_agreeing']:.3f} for agreeing samples; the probability that a "
+        f"disagreement is less deep than an agreeing sample (AUC) is {depth['auc']:.2f} (one-sided Mann–Whitney "
+        f"p = {depth['p_value']:.1g}).",
+        "",
+        "![depth summary](disagreement/depth-summary.png)",
+        "",
+        "## How this was made",
+        "",
+        "Checkpoints are not committed (runs/reports/fashion-mnist/); report.json records each one's SHA-256, command, "
+        "configuration and per-epoch history, and every analysis JSON records the SHA-256 of the checkpoint it read.",
+        "",
+        _commands(data),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def findings(data: dict[str, Any]) -> list[str]:
+    """What the numbers say about the gap to the paper (every number read from the runs)."""
+    runs = data["runs"]
+    flint, base, l1mean, l1only = runs["flint"], runs["base-f"], runs["flint-l1mean"], runs["l1-only"]
+    epoch3 = {name: runs[name]["history"][2]["test_accuracy_g"] for name in ("flint", "flint-l1mean")}
+    return [
+        "### What the comparison shows",
+        "",
+        f"- **f loses no accuracy**, the paper's central claim: FLINT-f {flint['test_accuracy_f']:.1f} % against BASE-f "
+        f"{base['test_accuracy_f']:.1f} % (paper: 90.6 against 90.3). Both match the paper to within a few tenths.",
+        f"- **g and fidelity fall short with the paper's settings as written**: g {flint['test_accuracy_g']:.1f} % "
+        f"(paper 87.5), fidelity {flint['test_fidelity']:.1f} % (paper 91.5).",
+        "- **Why.** The notes on the authors' code list where it departs from the paper; one departure explains most "
+        "of the gap. The paper writes the ℓ1 term as η‖Φ(x)‖₁, a sum over the 25 attributes; the authors' code averages "
+        "over them (`nn.L1Loss`), so its η = 0.5 acts 25 times more weakly on each attribute, and the paper's reported "
+        "numbers come from that code. With the sum, the ℓ1 term dominates when it switches on at epoch 3: g's test accuracy "
+        f"after epoch 3 is {epoch3['flint']:.1f} % against {epoch3['flint-l1mean']:.1f} % with the code's mean, and it is "
+        "still rising at epoch 12 (table above). Changing only that (`--l1-reduction mean`) gives g "
+        f"{l1mean['test_accuracy_g']:.1f} % and fidelity {l1mean['test_fidelity']:.1f} %, within "
+        f"{87.5 - l1mean['test_accuracy_g']:.1f} and {91.5 - l1mean['test_fidelity']:.1f} points of the paper.",
+        "- **The rest** is within what one seed and the remaining code differences can account for; none was tuned on the "
+        "test split. The authors' code starts the entropy terms at epoch 5 rather than Algorithm 1's epoch 4 and shipped "
+        "an MNIST optimiser that, in one version, left h out; the paper does not say over how many runs its FashionMNIST "
+        "numbers are taken, and this report is one seed. Without the entropy terms "
+        f"(ℓ1 only, ζ = 0) fidelity is {l1only['test_fidelity']:.1f} % and g {l1only['test_accuracy_g']:.1f} %: as the "
+        "paper's Table 3 says for QuickDraw, entropy buys conciseness (next section) for a small price in fidelity.",
+        "- This project keeps the paper's formula by default and offers the code's normalisation as "
+        "`--l1-reduction mean`; the MNIST/FashionMNIST preset therefore reproduces the paper's text, not its numbers.",
+    ]
