@@ -89,7 +89,7 @@ def train(
             optimizer.step()
             sums += terms.as_tensor() * index.shape[0]  # stays a tensor: no per-step conversion to Python
             if progress and step % 25 == 0:
-                bar.set_postfix(loss=f"{float(terms.total):.3f}", refresh=False)
+                bar.set_postfix(loss=f"{float(terms.total.detach()):.3f}", refresh=False)
         record: dict[str, Any] = {
             "epoch": epoch,
             "weights": vars(weights),
