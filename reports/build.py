@@ -105,7 +105,7 @@ def summarise(path: Path, arguments: list[str]) -> dict[str, Any]:
     }
 
 
-def check_previous(folder: Path, runs: dict[str, dict[str, Any]], force: bool) -> None:
+def check_previous(folder: Path, runs: dict[str, dict[str, Any]], force: bool, bar: tqdm) -> None:
     previous = folder / "report.json"
     if not previous.is_file() or force:
         return
@@ -113,6 +113,7 @@ def check_previous(folder: Path, runs: dict[str, dict[str, Any]], force: bool) -
     current = {name: entry["sha256"] for name, entry in runs.items()}
     changed = sorted(name for name in current if recorded.get(name) != current[name])
     if changed:
+        bar.close()
         sys.exit(f"build: {folder} was made from other checkpoints ({', '.join(changed)} differ); pass --force to rebuild it")
 
 
@@ -132,7 +133,7 @@ def build_fashion_mnist(seed: int, data_root: str | None, force: bool) -> Path:
         path, arguments = trained("fashion-mnist", name, extra, seed, data_root, bar)
         runs[name] = summarise(path, arguments)
         bar.update(1)
-    check_previous(folder, runs, force)
+    check_previous(folder, runs, force, bar)
     root = ["--data-root", data_root] if data_root else []
     flint = runs["flint"]["checkpoint"]
     commands = {
@@ -187,7 +188,7 @@ def build_mnist5k(seed: int, force: bool) -> Path:
         path, arguments = trained("mnist5k", name, extra, seed, None, bar)
         runs[name] = summarise(path, arguments)
         bar.update(1)
-    check_previous(folder, runs, force)
+    check_previous(folder, runs, force, bar)
     commands = {"metrics": analyse(["metrics", *(runs[n]["checkpoint"] for n in MNIST5K_RUNS), "--names", *MNIST5K_RUNS,
                                     "-o", "reports/mnist5k/metrics"], folder, "metrics", bar, force)}
     data = {"report": "mnist5k", "build_command": "python reports/build.py mnist5k", "seed": seed, "runs": runs,
