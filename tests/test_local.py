@@ -138,3 +138,17 @@ def test_local_links_to_the_global_report_found_next_to_the_checkpoint(mnist5k_c
         assert sorted(p["class"] for p in t["global"]["pairs"]) == expected
         for p in t["global"]["pairs"]:
             assert (tmp_path / "model-local" / "test-00003" / p["figure"]).resolve().is_file()
+
+
+def test_force_over_another_checkpoints_reports_removes_its_sample_folders(mnist5k_checkpoint, tmp_path, capsys):
+    out = tmp_path / "local"
+    assert run_local(mnist5k_checkpoint, out, "--index", "1") == 0
+    other = tmp_path / "other.pt"
+    checkpoint = load_checkpoint(mnist5k_checkpoint)
+    checkpoint.training = {"seed": 1}
+    checkpoint.save(other)
+    assert run_local(other, out, "--index", "2") == 2
+    assert "holds a report of another checkpoint" in capsys.readouterr().err
+    assert run_local(other, out, "--index", "2", "--force") == 0
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["test-00002"]
+    assert [s["id"] for s in json.loads((out / "local.json").read_text())["samples"]] == ["test-00002"]

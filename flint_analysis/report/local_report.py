@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -182,7 +183,14 @@ def write_local_reports(
     global_report = find_global_report(checkpoint, global_dir)
     index_path = output_dir / INDEX_NAME
     previous = json.loads(index_path.read_text()) if index_path.is_file() else {}
-    keep = {} if previous.get("checkpoint", {}).get("sha256") != checkpoint.sha256 else {s["id"]: s for s in previous.get("samples", [])}
+    if previous.get("checkpoint", {}).get("sha256") == checkpoint.sha256:
+        keep = {s["id"]: s for s in previous.get("samples", [])}
+    else:  # replacing (with --force) the reports of another checkpoint: none of its sample folders may stay
+        keep = {}
+        for sample in previous.get("samples", []):
+            stale = output_dir / Path(sample["folder"]).name
+            if stale.is_dir() and (stale / "report.json").is_file():
+                shutil.rmtree(stale)
     written = []
     for explanation, source in zip(explanations, sources):
         identifier = source.identifier(config.explained_class)
