@@ -25,8 +25,8 @@ import torch.nn.functional as F
 from flint_analysis.checkpoint import Checkpoint
 from flint_analysis.datasets import load_dataset
 from flint_analysis.models import build_model, resolve_architecture_kwargs
-from train.config import PRESETS
-from train.trainer import train
+from flint_analysis.training.config import PRESETS
+from flint_analysis.training.trainer import train
 
 
 def bare_evaluation(model, test_images_uint8, test_labels) -> tuple[float, float, float]:

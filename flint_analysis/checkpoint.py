@@ -30,7 +30,7 @@ import torch
 
 from flint_analysis.datasets import DatasetSpec
 from flint_analysis.errors import ArchitectureError, CheckpointError
-from flint_analysis.io import atomic_write_bytes
+from flint_analysis.atomic_output import atomic_write_bytes
 from flint_analysis.models import ARCHITECTURES, Builder, FlintModel, build_model, resolve_architecture_kwargs
 from flint_analysis.runtime import library_versions, sha256_file
 

@@ -17,16 +17,17 @@ from flint_analysis.am_pi import AmPiConfig
 from flint_analysis.attribution import ATTRIBUTION_METHODS, default_attribution_method
 from flint_analysis.checkpoint import Checkpoint, load_checkpoint
 from flint_analysis.datasets import DatasetBundle, load_dataset_for_spec
-from flint_analysis.errors import FlintError, InputError
+from flint_analysis.cli_common import OneLineErrorParser, add_version, run_command
+from flint_analysis.errors import InputError
 from flint_analysis.global_interpretation import MAS_POOLS, GlobalConfig, global_interpretation
 from flint_analysis.info import checkpoint_summary, format_summary
-from flint_analysis.io import dumps_json
+from flint_analysis.atomic_output import dumps_json
 from flint_analysis.mas import CLASS_BY
-from flint_analysis.report.common import check_output_folder
-from flint_analysis.report.global_report import JSON_NAME as GLOBAL_JSON
-from flint_analysis.report.global_report import write_global_report
-from flint_analysis.report.local_report import INDEX_NAME as LOCAL_INDEX
-from flint_analysis.report.local_report import SampleSource, summary_lines, write_local_reports
+from flint_analysis.report_writers.common import check_output_folder
+from flint_analysis.report_writers.global_report import JSON_NAME as GLOBAL_JSON
+from flint_analysis.report_writers.global_report import write_global_report
+from flint_analysis.report_writers.local_report import INDEX_NAME as LOCAL_INDEX
+from flint_analysis.report_writers.local_report import SampleSource, summary_lines, write_local_reports
 from flint_analysis.runtime import resolve_device, seed_everything
 
 
@@ -167,7 +168,7 @@ def _local(args: argparse.Namespace) -> int:
 def _metrics(args: argparse.Namespace) -> int:
     from flint_analysis.inference import forward_pass
     from flint_analysis.metrics import evaluate
-    from flint_analysis.report.metrics_report import format_table, write_metrics_report
+    from flint_analysis.report_writers.metrics_report import format_table, write_metrics_report
 
     started = time.perf_counter()
     device = resolve_device(args.device)
@@ -199,7 +200,7 @@ def _metrics(args: argparse.Namespace) -> int:
 def _disagreement(args: argparse.Namespace) -> int:
     from flint_analysis.disagreement import DepthConfig, analyse_disagreement, disagreement_depth
     from flint_analysis.inference import forward_pass
-    from flint_analysis.report.disagreement_report import JSON_NAME, format_counts, write_disagreement_report
+    from flint_analysis.report_writers.disagreement_report import JSON_NAME, format_counts, write_disagreement_report
 
     started = time.perf_counter()
     device = resolve_device(args.device)
@@ -266,15 +267,9 @@ def _add_attribution(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-decoder", action="store_true", help="skip the decoder ablation d(Φ) vs d(Φ with φ_j = 0)")
 
 
-class OneLineErrorParser(argparse.ArgumentParser):
-    """An ``ArgumentParser`` whose usage errors are one line (and exit status 2), like every other error."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineErrorParser(prog="flint-analyze", description="Interpret trained FLINT checkpoints.")
+    add_version(parser)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=OneLineErrorParser)
     info = commands.add_parser("info", help="print what a checkpoint holds", description="Print what a checkpoint holds: architecture, J, classes, dataset, hyper-parameters, final metrics.")
     info.add_argument("checkpoint", help="a .pt file written by flint-train")
@@ -366,14 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return args.handler(args)
-    except FlintError as error:
-        print(f"flint-analyze: error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("\nflint-analyze: interrupted; nothing was written", file=sys.stderr)
-        return 130
+    return run_command("flint-analyze", lambda: args.handler(args))
 
 
 if __name__ == "__main__":

@@ -24,8 +24,8 @@ class ArchitectureError(FlintError):
     """An architecture name or its keyword arguments are not valid."""
 
 
-class InputError(FlintError):
-    """An argument or input sample is invalid (out-of-range option, wrong image shape, ...)."""
+class InputError(FlintError, ValueError):
+    """An argument or input sample is invalid (out-of-range option, wrong image shape, ...); also a ``ValueError``."""
 
 
 class OutputError(FlintError):

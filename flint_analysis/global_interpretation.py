@@ -8,7 +8,7 @@
 4. for all (pair, MAS) at once: Captum attribution of φ_j, decoder ablation and AM+PI.
 
 Pure computation: tensors in, a :class:`GlobalInterpretation` out. Figures and files are made by
-:mod:`flint_analysis.report.global_report`.
+:mod:`flint_analysis.report_writers.global_report`.
 """
 
 from __future__ import annotations

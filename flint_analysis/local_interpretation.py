@@ -9,7 +9,7 @@ attribute's ``φ_j(x)`` is ranked among the training samples of class ĉ. f's an
 reported side by side with the rank of f's class among g's classes, since a local interpretation is only
 an interpretation of f where g agrees with it (paper, "Interpretation and interpreter network").
 
-Pure computation: tensors in, :class:`LocalExplanation` out; :mod:`flint_analysis.report.local_report`
+Pure computation: tensors in, :class:`LocalExplanation` out; :mod:`flint_analysis.report_writers.local_report`
 writes the files.
 """
 

@@ -74,7 +74,7 @@ from flint_analysis.errors import InputError
 
 __all__ = [
     "MAD_CONVENTIONS",
-    "PRESETS",
+    "SEARCH_BUDGETS",
     "ProjectionDepthResult",
     "is_degenerate_reference",
     "projection_depth",
@@ -83,9 +83,9 @@ __all__ = [
 
 MAD_CONVENTIONS: tuple[str, ...] = ("average", "upper")
 
-# Search budgets; "full" is the default. Use as ``projection_depth(Z, X, **PRESETS["fast"])``.
+# Search budgets; "full" is the default. Use as ``projection_depth(Z, X, **SEARCH_BUDGETS["fast"])``.
 # Per-query cost is about n_climbs * 4 * refinement_rounds directions: "fast" 1/2, "big" 8x "full".
-PRESETS: Mapping[str, Mapping[str, int]] = MappingProxyType(
+SEARCH_BUDGETS: Mapping[str, Mapping[str, int]] = MappingProxyType(
     {
         "fast": MappingProxyType({"n_directions": 500, "refinement_rounds": 15, "n_climbs": 4}),
         "full": MappingProxyType({"n_directions": 1000, "refinement_rounds": 30, "n_climbs": 4}),

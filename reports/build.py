@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from flint_analysis.checkpoint import load_checkpoint  # noqa: E402
-from flint_analysis.io import atomic_write_bytes, dumps_json  # noqa: E402
+from flint_analysis.atomic_output import atomic_write_bytes, dumps_json  # noqa: E402
 from reports.readme import fashion_mnist_readme, mnist5k_readme  # noqa: E402
 
 RUNS = ROOT / "runs" / "reports"
@@ -74,10 +74,10 @@ def trained(dataset: str, name: str, extra: list[str], seed: int, data_root: str
         checkpoint = load_checkpoint(path)
         if checkpoint.epochs_completed < checkpoint.training["config"]["epochs"]:
             bar.set_postfix_str(f"resuming {name}")
-            run([sys.executable, "-m", "train.cli", "--resume", str(path), "--quiet"], path.with_suffix(".resume.log"))
+            run([sys.executable, "-m", "flint_analysis.training.cli", "--resume", str(path), "--quiet"], path.with_suffix(".resume.log"))
     else:
         bar.set_postfix_str(f"training {name}")
-        run([sys.executable, "-m", "train.cli", *arguments[1:]], path.with_suffix(".log"))
+        run([sys.executable, "-m", "flint_analysis.training.cli", *arguments[1:]], path.with_suffix(".log"))
     return path, arguments
 
 

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from flint_analysis.models import FlintOutput
-from train.config import LossWeights, TrainingConfig
-from train.losses import (
+from flint_analysis.training.config import LossWeights, TrainingConfig
+from flint_analysis.training.losses import (
     conciseness_entropy,
     diversity_entropy,
     flint_loss,

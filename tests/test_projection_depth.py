@@ -17,7 +17,7 @@ from scipy.stats import median_abs_deviation
 
 from flint_analysis.errors import InputError
 from flint_analysis.projection_depth import (
-    PRESETS,
+    SEARCH_BUDGETS,
     ProjectionDepthResult,
     is_degenerate_reference,
     projection_depth,
@@ -362,7 +362,7 @@ def test_result_fields_and_json() -> None:
     reference, queries = gaussian_problem(seed=51, n=101, d=3, m=4)
     queries = np.vstack([queries, [[0.0, 0.0, 50.0]]])
     reference[:, 2] = np.round(reference[:, 2])  # make axis 3 have ties but a positive MAD
-    result = projection_depth(queries, reference, **PRESETS["fast"])
+    result = projection_depth(queries, reference, **SEARCH_BUDGETS["fast"])
     assert result.depth.shape == (5,) and result.direction.shape == (5, 3) and result.exact.dtype == bool
     assert np.all(np.isfinite(result.depth)) and np.all((result.depth >= 0) & (result.depth <= 1))
     np.testing.assert_allclose(np.linalg.norm(result.direction, axis=1), 1.0, rtol=1e-12)

@@ -8,9 +8,9 @@ import torch
 from flint_analysis.checkpoint import Checkpoint, load_checkpoint
 from flint_analysis.datasets import DatasetBundle, ImageDataset, load_dataset
 from flint_analysis.models import build_model, resolve_architecture_kwargs
-from train.cli import main as train_main
-from train.config import TrainingConfig
-from train.trainer import train
+from flint_analysis.training.cli import main as train_main
+from flint_analysis.training.config import TrainingConfig
+from flint_analysis.training.trainer import train
 from tests.conftest import tiny_bundle
 
 FAST = TrainingConfig(
@@ -101,5 +101,5 @@ def test_flint_train_cli_trains_resumes_and_reports_bad_input(tmp_path, capsys):
 
 
 def test_cli_entry_point_is_installed():
-    result = subprocess.run([sys.executable, "-m", "train.cli", "--help"], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "flint_analysis.training.cli", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "--baseline" in result.stdout

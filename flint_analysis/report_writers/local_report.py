@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from flint_analysis.checkpoint import Checkpoint
-from flint_analysis.io import atomic_directory, atomic_write_bytes, write_json
+from flint_analysis.atomic_output import atomic_directory, atomic_write_bytes, write_json
 from flint_analysis.local_interpretation import LocalConfig, LocalExplanation
 from flint_analysis.plots import save_figure
 from flint_analysis.plots.local_plots import plot_local_explanation
-from flint_analysis.report.common import check_output_folder, header, provenance
-from flint_analysis.report.html import Raw, escape, image, link, page, table
+from flint_analysis.report_writers.common import check_output_folder, header, provenance
+from flint_analysis.report_writers.html import Raw, escape, image, link, page, table
 
 SCHEMA = "flint-analysis/local"
 INDEX_SCHEMA = "flint-analysis/local-index"

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from flint_analysis.models import FlintOutput
-from train.config import LossWeights
+from flint_analysis.training.config import LossWeights
 
 
 def real_entropy(values: Tensor) -> Tensor:

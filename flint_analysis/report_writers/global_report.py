@@ -12,7 +12,7 @@ from typing import Any
 
 from flint_analysis.checkpoint import Checkpoint
 from flint_analysis.global_interpretation import GlobalInterpretation, PairAnalysis
-from flint_analysis.io import atomic_directory, write_json
+from flint_analysis.atomic_output import atomic_directory, write_json
 from flint_analysis.plots import save_figure
 from flint_analysis.plots.global_plots import (
     plot_attribute_overview,
@@ -20,8 +20,8 @@ from flint_analysis.plots.global_plots import (
     plot_relevance_heatmap,
     plot_sample_relevance,
 )
-from flint_analysis.report.common import check_output_folder, header, provenance
-from flint_analysis.report.html import Raw, escape, image, link, page, table
+from flint_analysis.report_writers.common import check_output_folder, header, provenance
+from flint_analysis.report_writers.html import Raw, escape, image, link, page, table
 
 SCHEMA = "flint-analysis/global"
 SCHEMA_VERSION = 1

@@ -13,11 +13,11 @@ import numpy as np
 from flint_analysis.checkpoint import Checkpoint
 from flint_analysis.datasets import ImageDataset
 from flint_analysis.disagreement import CATEGORIES, ClassDepth, DepthConfig, DisagreementAnalysis, separation
-from flint_analysis.io import atomic_directory, write_json
+from flint_analysis.atomic_output import atomic_directory, write_json
 from flint_analysis.plots import save_figure
 from flint_analysis.plots.disagreement_plots import plot_depth_summary, plot_depths, plot_worst_cases
-from flint_analysis.report.common import check_output_folder, header, provenance
-from flint_analysis.report.html import escape, image, link, page, table
+from flint_analysis.report_writers.common import check_output_folder, header, provenance
+from flint_analysis.report_writers.html import escape, image, link, page, table
 
 SCHEMA = "flint-analysis/disagreement"
 SCHEMA_VERSION = 1

@@ -6,14 +6,16 @@ import argparse
 import sys
 from dataclasses import fields, replace
 from pathlib import Path
+from typing import Any
 
 from flint_analysis.checkpoint import Checkpoint, load_checkpoint
 from flint_analysis.datasets import DATASETS, load_dataset, load_dataset_for_spec
-from flint_analysis.errors import FlintError, InputError
+from flint_analysis.cli_common import OneLineErrorParser, add_version, run_command
+from flint_analysis.errors import InputError
 from flint_analysis.models import ARCHITECTURES, build_model, resolve_architecture_kwargs
 from flint_analysis.runtime import resolve_device, seed_everything
-from train.config import PRESETS, TrainingConfig, preset_for_dataset
-from train.trainer import train
+from flint_analysis.training.config import PRESETS, TrainingConfig, preset_for_dataset
+from flint_analysis.training.trainer import train
 
 _WEIGHT_HELP = {
     "beta": "β, weight of L_of (output fidelity)",
@@ -26,12 +28,11 @@ _WEIGHT_HELP = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from flint_analysis.cli import OneLineErrorParser
-
     parser = OneLineErrorParser(
         prog="flint-train",
         description="Train a FLINT predictor f with its interpreter g = h∘Φ and decoder d (Algorithm 1 of the paper).",
     )
+    add_version(parser)
     data = parser.add_argument_group("data")
     data.add_argument("--dataset", choices=list(DATASETS), help="dataset to train on (required unless --resume)")
     data.add_argument("--data-root", help="folder holding the dataset files (default: $FLINT_DATA, then known locations)")
@@ -103,53 +104,65 @@ def _new_checkpoint(args: argparse.Namespace) -> tuple[Checkpoint, TrainingConfi
     return checkpoint, config, bundle
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        device = resolve_device(args.device)
-        if args.resume:
-            checkpoint = load_checkpoint(args.resume, device="cpu")
-            if not checkpoint.resume:
-                raise InputError(f"{args.resume} holds no training state to resume (it was not written by flint-train)")
-            config = _config_from_args(args, TrainingConfig.from_dict(checkpoint.training["config"]))
-            seed = int(checkpoint.training["seed"])
-            bundle = load_dataset_for_spec(checkpoint.dataset, data_root=args.data_root, download=args.download)
-            output = Path(args.output or args.resume)
-            checkpoint.model.train()
-        else:
-            checkpoint, config, bundle = _new_checkpoint(args)
-            seed = args.seed
-            output = Path(args.output or f"runs/{args.dataset}/ckpt.pt")
-            if output.exists() and not args.overwrite:
-                raise InputError(f"{output} exists; continue it with --resume {output} or replace it with --overwrite")
-        if output.is_dir():
-            raise InputError(f"output {output} is a directory; give a file path such as {output / 'ckpt.pt'}")
-        if checkpoint.epochs_completed >= config.epochs:
-            print(f"{output}: all {config.epochs} epochs are done; raise --epochs to train further")
-            return 0
+def _run(args: argparse.Namespace, state: dict[str, Any]) -> int:
+    device = resolve_device(args.device)
+    if args.resume:
+        checkpoint = load_checkpoint(args.resume, device="cpu")
+        if not checkpoint.resume:
+            raise InputError(f"{args.resume} holds no training state to resume (it was not written by flint-train)")
+        config = _config_from_args(args, TrainingConfig.from_dict(checkpoint.training["config"]))
+        seed = int(checkpoint.training["seed"])
+        bundle = load_dataset_for_spec(checkpoint.dataset, data_root=args.data_root, download=args.download)
+        output = Path(args.output or args.resume)
+        checkpoint.model.train()
+    else:
+        checkpoint, config, bundle = _new_checkpoint(args)
+        seed = args.seed
+        output = Path(args.output or f"runs/{args.dataset}/ckpt.pt")
+    if output.is_dir():
+        raise InputError(f"output {output} is a directory; give a file path such as {output / 'ckpt.pt'}")
+    resuming_in_place = args.resume is not None and output.resolve() == Path(args.resume).resolve()
+    if output.exists() and not resuming_in_place and not args.overwrite:
+        hint = f"continue it with --resume {output} or replace it with --overwrite" if not args.resume else "replace it with --overwrite or choose another -o"
+        raise InputError(f"{output} exists; {hint}")
+    if checkpoint.epochs_completed >= config.epochs:
+        print(f"{output}: all {config.epochs} epochs are done; raise --epochs to train further")
+        return 0
+    print(
+        f"training {checkpoint.architecture} (J={checkpoint.model.num_attributes}) on {checkpoint.dataset.name} "
+        f"({checkpoint.dataset.train_size}/{checkpoint.dataset.test_size}), preset {checkpoint.training.get('preset')}"
+        f"{', BASE-f' if config.baseline else ''}, seed {seed}, device {device} -> {output}"
+    )
+    state["output"] = output
+    state["before"] = output.stat().st_mtime_ns if output.exists() else None
+    train(checkpoint, bundle, config, output, seed, device, progress=not args.quiet)
+    last = checkpoint.history[-1]
+    chance = 100.0 / checkpoint.dataset.num_classes
+    if not config.baseline and last["test_accuracy_g"] < 2 * chance:
         print(
-            f"training {checkpoint.architecture} (J={checkpoint.model.num_attributes}) on {checkpoint.dataset.name} "
-            f"({checkpoint.dataset.train_size}/{checkpoint.dataset.test_size}), preset {checkpoint.training.get('preset')}"
-            f"{', BASE-f' if config.baseline else ''}, seed {seed}, device {device} -> {output}"
+            f"warning: g is near chance ({last['test_accuracy_g']:.1f}% test accuracy): the attributes collapsed or "
+            "have not converged; with the paper's η the ℓ1 sum can drive them to zero (see README, Training presets)",
+            file=sys.stderr,
         )
-        train(checkpoint, bundle, config, output, seed, device, progress=not args.quiet)
-        last = checkpoint.history[-1]
-        chance = 100.0 / checkpoint.dataset.num_classes
-        if not config.baseline and last["test_accuracy_g"] < 2 * chance:
-            print(
-                f"warning: g is near chance ({last['test_accuracy_g']:.1f}% test accuracy): the attributes collapsed or "
-                "have not converged; with the paper's η the ℓ1 sum can drive them to zero (see README, Training presets)",
-                file=sys.stderr,
-            )
-    except FlintError as error:
-        print(f"flint-train: error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("\nflint-train: interrupted; the checkpoint holds the last finished epoch, continue with --resume", file=sys.stderr)
-        return 130
     print(f"wrote {output}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    state: dict[str, Any] = {}
+
+    def interrupted() -> str:
+        output = state.get("output")
+        if output is None:
+            return "interrupted before training started; nothing was written"
+        if output.is_file() and output.stat().st_mtime_ns != state["before"]:
+            return f"interrupted; {output} holds the last finished epoch, continue with --resume {output}"
+        if state["before"] is not None:
+            return f"interrupted before an epoch finished; {output} is unchanged"
+        return "interrupted before the first epoch finished; no checkpoint was written"
+
+    return run_command("flint-train", lambda: _run(args, state), interrupted)
 
 
 if __name__ == "__main__":

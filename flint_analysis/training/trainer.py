@@ -15,8 +15,8 @@ from flint_analysis.checkpoint import Checkpoint
 from flint_analysis.datasets import DatasetBundle
 from flint_analysis.inference import forward_pass
 from flint_analysis.models import FlintModel
-from train.config import TrainingConfig
-from train.losses import LossTerms, flint_loss
+from flint_analysis.training.config import TrainingConfig
+from flint_analysis.training.losses import LossTerms, flint_loss
 
 
 def evaluate(model: FlintModel, bundle: DatasetBundle, device: torch.device, batch_size: int = 1000) -> dict[str, float]:

@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from flint_analysis.checkpoint import Checkpoint
-from flint_analysis.io import atomic_directory, write_json
+from flint_analysis.atomic_output import atomic_directory, write_json
 from flint_analysis.metrics import ModelMetrics
 from flint_analysis.plots import save_figure
 from flint_analysis.plots.metrics_plots import plot_confusion, plot_conciseness, plot_per_class_fidelity, plot_topk
-from flint_analysis.report.common import check_output_folder, header, provenance
-from flint_analysis.report.html import escape, image, link, page, table
+from flint_analysis.report_writers.common import check_output_folder, header, provenance
+from flint_analysis.report_writers.html import escape, image, link, page, table
 
 SCHEMA = "flint-analysis/metrics"
 SCHEMA_VERSION = 1

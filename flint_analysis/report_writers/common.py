@@ -8,7 +8,7 @@ from typing import Any
 
 from flint_analysis.checkpoint import Checkpoint
 from flint_analysis.errors import OutputError
-from flint_analysis.report.html import escape
+from flint_analysis.report_writers.html import escape
 from flint_analysis.runtime import library_versions
 
 
