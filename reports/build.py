@@ -3,10 +3,13 @@
     python reports/build.py fashion-mnist [--force] [--data-root DIR]
     python reports/build.py mnist5k [--force]
 
+    python reports/build.py mnist5k|fashion-mnist --readme-only   # only the README, from the committed JSON
+
 Each report trains its checkpoints with `flint-train` (skipped when a finished checkpoint is already in
 runs/reports/<report>/; checkpoints are not committed, their SHA-256 is), runs the `flint-analyze`
 commands into reports/<report>/, and writes reports/<report>/README.md and report.json from what
-those commands wrote. It refuses to overwrite a report made from different checkpoints unless --force.
+those commands wrote; each conclusion in the README is either chosen by its numbers or checked, and a
+check that fails stops the build (reports/claims.py). It refuses to overwrite a report made from different checkpoints unless --force.
 The exact commands are recorded in report.json and printed in the README.
 """
 
@@ -206,8 +209,17 @@ def main() -> None:
     parser.add_argument("--force", action="store_true", help="rebuild a report made from other checkpoints")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-root", help="FashionMNIST folder (default: $FLINT_DATA, then /usr/share/datasets/fashion-mnist)")
+    parser.add_argument("--readme-only", action="store_true",
+                        help="only rewrite README.md from the committed report.json and analysis JSON (no training, no analysis)")
     args = parser.parse_args()
     os.chdir(ROOT)
+    if args.readme_only:
+        folder = ROOT / "reports" / args.report
+        data = json.loads((folder / "report.json").read_text())
+        writer = fashion_mnist_readme if args.report == "fashion-mnist" else mnist5k_readme
+        atomic_write_bytes(folder / "README.md", writer(data, folder).encode())
+        print(f"wrote {folder.relative_to(ROOT) / 'README.md'}")
+        return
     folder = build_fashion_mnist(args.seed, args.data_root, args.force) if args.report == "fashion-mnist" else build_mnist5k(args.seed, args.force)
     print(f"wrote {folder.relative_to(ROOT) / 'README.md'}")
 

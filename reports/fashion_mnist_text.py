@@ -6,7 +6,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-PAPER = {"base_f": 90.3, "flint_f": 90.6, "flint_g": 87.5, "fidelity": 91.5}
+from reports.claims import either, require
+from reports.paper_numbers import PAPER as PAPER_TABLES
+
+PAPER = PAPER_TABLES["fashion-mnist"]
 
 
 def _load(folder: Path, relative: str) -> dict[str, Any]:
@@ -49,7 +52,7 @@ def fashion_mnist_text(data: dict[str, Any], folder: Path) -> str:
         "",
         "| | BASE-f | FLINT-f | FLINT-g | fidelity |",
         "|---|---:|---:|---:|---:|",
-        row("paper, Tables 6–7", PAPER["base_f"], PAPER["flint_f"], PAPER["flint_g"], PAPER["fidelity"]),
+        row(f"paper, {PAPER['source']}", PAPER["base_f"], PAPER["flint_f"], PAPER["flint_g"], PAPER["fidelity"]),
         row("this project, the paper's settings (`flint.pt`)", base["test_accuracy_f"], flint["test_accuracy_f"],
             flint["test_accuracy_g"], flint["test_fidelity"]),
         row("same, ℓ1 averaged over the attributes as in the authors' code (`flint-l1mean.pt`)", "", l1mean["test_accuracy_f"],
@@ -67,7 +70,7 @@ def fashion_mnist_text(data: dict[str, Any], folder: Path) -> str:
         "| FLINT, ℓ1 mean | " + " | ".join(f"{r['test_accuracy_g']:.1f}" for r in l1mean["history"]) + " |",
         "",
     ]
-    lines += findings(data)
+    lines += findings(data, folder)
     lines += [
         "",
         "## Conciseness: entropy versus ℓ1 only (paper Fig. 3–4)",
@@ -112,10 +115,15 @@ def fashion_mnist_text(data: dict[str, Any], folder: Path) -> str:
     for sample in local["samples"]:
         lines += [f"- [{sample['id']}](local/{sample['folder']}/report.html): {sample['summary'][0]}",
                   f"  {sample['summary'][1].strip()}", f"  ![{sample['id']}](local/{sample['folder']}/report.png)"]
+    agreeing = [s for s in local["samples"] if s["agree"]]
+    require(len(agreeing) == len(local["samples"]) - 1 and not local["samples"][-1]["agree"] or len(agreeing) == 2,
+            "the local section shows two agreeing samples and one disagreement")
+    worst_first = any(s["category"] == "outside_top_k_f_correct" for s in disagreement["samples"])
     lines += [
         "",
-        "Two test samples where f and g agree and one where they disagree (the first of the worst kind: f right, f's class "
-        "outside g's top-3). Each figure shows the relevance of every attribute for ĉ and, for the top three, AM+PI, the "
+        "Two test samples where f and g agree and one where they disagree ("
+        + either(worst_first, "the first of the worst kind: f right, f's class outside g's top-3", "the first disagreement; "
+                 "there is none of the worst kind") + "). Each figure shows the relevance of every attribute for ĉ and, for the top three, AM+PI, the "
         "gradient and the decoder ablation.",
         "",
         "## Disagreement analysis",
@@ -150,32 +158,52 @@ def fashion_mnist_text(data: dict[str, Any], folder: Path) -> str:
     return "\n".join(lines)
 
 
-def findings(data: dict[str, Any]) -> list[str]:
+def findings(data: dict[str, Any], folder: Path) -> list[str]:
     """What the numbers say about the gap to the paper (every number read from the runs)."""
     runs = data["runs"]
     flint, base, l1mean, l1only = runs["flint"], runs["base-f"], runs["flint-l1mean"], runs["l1-only"]
     epoch3 = {name: runs[name]["history"][2]["test_accuracy_g"] for name in ("flint", "flint-l1mean")}
+    f_gap = max(abs(flint["test_accuracy_f"] - PAPER["flint_f"]), abs(base["test_accuracy_f"] - PAPER["base_f"]))
+    no_loss = flint["test_accuracy_f"] >= base["test_accuracy_f"] - 0.5
+    g_short = flint["test_accuracy_g"] < PAPER["flint_g"] - 1 or flint["test_fidelity"] < PAPER["fidelity"] - 1
+    g_gap = PAPER["flint_g"] - flint["test_accuracy_g"]
+    closed = (l1mean["test_accuracy_g"] - flint["test_accuracy_g"]) / g_gap if g_gap > 0 else 0.0
+    history = flint["history"]
+    still_rising = history[-1]["test_accuracy_g"] > history[-2]["test_accuracy_g"]
+    models = {m["name"]: m["metrics"] for m in _load(folder, "metrics/metrics.json")["models"]}
+    first_tau = next(iter(models["FLINT (l1 mean)"]["conciseness"]))
+    cns_entropy, cns_l1 = models["FLINT (l1 mean)"]["conciseness"][first_tau], models["l1 only (l1 mean, zeta 0)"]["conciseness"][first_tau]
+    price = l1only["test_fidelity"] - l1mean["test_fidelity"]
+    require(g_short, "g or fidelity falls more than a point short of the paper with its settings as written")
+    require(closed > 0, f"the ℓ1 averaging narrows g's gap to the paper ({100 * closed:.0f} % of it)")
     return [
         "### What the comparison shows",
         "",
-        f"- **f loses no accuracy**, the paper's central claim: FLINT-f {flint['test_accuracy_f']:.1f} % against BASE-f "
-        f"{base['test_accuracy_f']:.1f} % (paper: 90.6 against 90.3). Both match the paper to within a few tenths.",
+        "- " + either(no_loss, "**f loses no accuracy**, the paper's central claim", "**f loses accuracy**, against the "
+                      "paper's central claim") + f": FLINT-f {flint['test_accuracy_f']:.1f} % against BASE-f "
+        f"{base['test_accuracy_f']:.1f} % (paper: {PAPER['flint_f']} against {PAPER['base_f']}). "
+        + either(f_gap <= 0.5, f"Both are within {f_gap:.1f} points of the paper.", f"One is {f_gap:.1f} points from the paper."),
         f"- **g and fidelity fall short with the paper's settings as written**: g {flint['test_accuracy_g']:.1f} % "
-        f"(paper 87.5), fidelity {flint['test_fidelity']:.1f} % (paper 91.5).",
-        "- **Why.** The notes on the authors' code list where it departs from the paper; one departure explains most "
-        "of the gap. The paper writes the ℓ1 term as η‖Φ(x)‖₁, a sum over the 25 attributes; the authors' code averages "
+        f"(paper {PAPER['flint_g']}), fidelity {flint['test_fidelity']:.1f} % (paper {PAPER['fidelity']}).",
+        "- **Why.** The authors' code departs from the paper in a few places; one departure closes "
+        f"{100 * closed:.0f} % of g's gap. The paper writes the ℓ1 term as η‖Φ(x)‖₁, a sum over the 25 attributes; the authors' code averages "
         "over them (`nn.L1Loss`), so its η = 0.5 acts 25 times more weakly on each attribute, and the paper's reported "
         "numbers come from that code. With the sum, the ℓ1 term dominates when it switches on at epoch 3: g's test accuracy "
         f"after epoch 3 is {epoch3['flint']:.1f} % against {epoch3['flint-l1mean']:.1f} % with the code's mean, and it is "
-        "still rising at epoch 12 (table above). Changing only that (`--l1-reduction mean`) gives g "
+        + either(still_rising, f"still rising at epoch {len(history)}", f"flat by epoch {len(history)}") + " (table above). Changing only that (`--l1-reduction mean`) gives g "
         f"{l1mean['test_accuracy_g']:.1f} % and fidelity {l1mean['test_fidelity']:.1f} %, within "
-        f"{87.5 - l1mean['test_accuracy_g']:.1f} and {91.5 - l1mean['test_fidelity']:.1f} points of the paper.",
-        "- **The rest** is within what one seed and the remaining code differences can account for; none was tuned on the "
-        "test split. The authors' code starts the entropy terms at epoch 5 rather than Algorithm 1's epoch 4 and shipped "
-        "an MNIST optimiser that, in one version, left h out; the paper does not say over how many runs its FashionMNIST "
-        "numbers are taken, and this report is one seed. Without the entropy terms "
-        f"(ℓ1 only, ζ = 0) fidelity is {l1only['test_fidelity']:.1f} % and g {l1only['test_accuracy_g']:.1f} %: as the "
-        "paper's Table 3 says for QuickDraw, entropy buys conciseness (next section) for a small price in fidelity.",
+        f"{PAPER['flint_g'] - l1mean['test_accuracy_g']:.1f} and {PAPER['fidelity'] - l1mean['test_fidelity']:.1f} points of the paper.",
+        f"- **The rest** ({PAPER['flint_g'] - l1mean['test_accuracy_g']:.1f} points of g) is not explained by this report, "
+        "and none of it was tuned on the test split. This is one seed, and the other differences of the authors' code "
+        "(the entropy terms from epoch 5 rather than Algorithm 1's epoch 4, dropout before the tap and on h's input) were "
+        "not tried here; the paper does not say over how many runs its FashionMNIST numbers are taken. "
+        "Without the entropy terms "
+        f"(ℓ1 only, ζ = 0) fidelity is {l1only['test_fidelity']:.1f} % and g {l1only['test_accuracy_g']:.1f} %"
+        + either(cns_entropy < cns_l1 and 0 <= price < 3,
+                 f": as the paper's Table 3 says for QuickDraw, entropy buys conciseness (CNS at τ = {first_tau} "
+                 f"{cns_entropy:.2f} against {cns_l1:.2f}, next section) for {price:.1f} points of fidelity.",
+                 f"; here the entropy terms do not trade fidelity for conciseness as the paper's Table 3 does (CNS at "
+                 f"τ = {first_tau} {cns_entropy:.2f} with entropy against {cns_l1:.2f} without, fidelity {price:+.1f} points)."),
         "- This project keeps the paper's formula by default and offers the code's normalisation as "
-        "`--l1-reduction mean`; the MNIST/FashionMNIST preset therefore reproduces the paper's text, not its numbers.",
+        "`--l1-reduction mean`; the MNIST/FashionMNIST preset therefore follows the paper's text, and its numbers fall short of the paper's as the table shows.",
     ]

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-PAPER_TABLE4 = {4: (0.058, 0.57, 87.4), 8: (0.053, 0.23, 97.5), 25: (0.029, 0.16, 98.8)}
-PAPER_FASHION = {"base_f": 90.3, "flint_f": 90.6, "flint_g": 87.5, "fidelity": 91.5}
+from reports.claims import decreasing, either, increasing, require
+from reports.paper_numbers import PAPER, PAPER_TABLE4_MNIST
 
 
 def _minutes(seconds: float) -> str:
@@ -42,10 +42,19 @@ def mnist5k_readme(data: dict[str, Any], folder: Path) -> str:
     j_rows = []
     for j, name in ((4, "demo-j4"), (8, "demo-j8"), (25, "demo")):
         r = runs[name]
-        p = PAPER_TABLE4[j]
+        p = PAPER_TABLE4_MNIST[j]
         j_rows.append(f"| {j} | {r['train_losses']['input_fidelity']:.3f} | {r['train_losses']['output_fidelity']:.2f} | "
                       f"{r['test_fidelity']:.1f} | {p[0]:.3f} | {p[1]:.2f} | {p[2]:.1f} |")
     demo, paper = runs["demo"], runs["paper"]
+    mnist = PAPER["mnist"]
+    chance = 100.0 / 10
+    collapsed = paper["test_accuracy_g"] < 2 * chance
+    j_runs = [runs[name] for name in ("demo-j4", "demo-j8", "demo")]
+    l_if = [r["train_losses"]["input_fidelity"] for r in j_runs]
+    l_of = [r["train_losses"]["output_fidelity"] for r in j_runs]
+    fidelity = [r["test_fidelity"] for r in j_runs]
+    table4_holds = decreasing(l_if) and decreasing(l_of) and increasing(fidelity)
+    require(demo["test_accuracy_g"] > 2 * chance, f"the demo preset trains a working g (g {demo['test_accuracy_g']:.1f} %)")
     return "\n".join([
         "# Reproduction on mnist5k (the embedded 5,000-image MNIST subset)",
         "",
@@ -58,14 +67,15 @@ def mnist5k_readme(data: dict[str, Any], folder: Path) -> str:
         "| preset | BASE-f | FLINT-f | FLINT-g | fidelity | FLINT training time |",
         "|---|---:|---:|---:|---:|---:|",
         *rows,
-        "| paper, full MNIST (Tables 1–2) | 99.0 | 99.1 | 98.4 | 98.8 | |",
+        f"| paper, full MNIST ({mnist['source']}) | {mnist['base_f']:.1f} | {mnist['flint_f']:.1f} | {mnist['flint_g']:.1f} | {mnist['fidelity']:.1f} | |",
         "",
         f"- The **demo** preset (12 epochs, lr 1e-3, batch 16, η = 0.02 with ℓ1 summed over the J attributes) is the one "
         f"`bash scripts/demo.sh` trains: g reaches {demo['test_accuracy_g']:.1f} % with {demo['test_fidelity']:.1f} % fidelity.",
         f"- The **paper-mnist** preset is the paper's MNIST setting as written (lr 1e-4, 12 epochs, β 0.5, γ 0.8, δ 0.2, ζ 1, μ 1, "
-        f"η 0.5 on ‖Φ(x)‖₁). On 4,000 images it is 3,000 optimiser steps: f reaches {paper['test_accuracy_f']:.1f} % but g "
-        f"only {paper['test_accuracy_g']:.1f} %: the ℓ1 sum with η = 0.5 drives every attribute to zero before g learns. With "
-        f"the authors' per-attribute ℓ1 (`--l1-reduction mean`, η/J) g reaches {runs['paper-l1mean']['test_accuracy_g']:.1f} %.",
+        f"η 0.5 on ‖Φ(x)‖₁). On 4,000 images it is 3,000 optimiser steps: f reaches {paper['test_accuracy_f']:.1f} % "
+        + either(collapsed, f"but g only {paper['test_accuracy_g']:.1f} %, within twice chance: the ℓ1 sum with η = 0.5 "
+                 "drives the attributes to zero before g learns.", f"and g {paper['test_accuracy_g']:.1f} %.")
+        + f" With the authors' per-attribute ℓ1 (`--l1-reduction mean`, η/J) g reaches {runs['paper-l1mean']['test_accuracy_g']:.1f} %.",
         f"- FLINT-f versus BASE-f (the paper's claim that f loses no accuracy): demo {demo['test_accuracy_f']:.1f} vs "
         f"{runs['demo-base-f']['test_accuracy_f']:.1f}, paper preset {paper['test_accuracy_f']:.1f} vs {runs['paper-base-f']['test_accuracy_f']:.1f}.",
         "",
@@ -77,7 +87,10 @@ def mnist5k_readme(data: dict[str, Any], folder: Path) -> str:
         "|---:|---:|---:|---:|---:|---:|---:|",
         *j_rows,
         "",
-        "The trend of the paper's Table 4 holds: small J hurts the decoder (higher L_if) and the fidelity of g (higher L_of).",
+        either(table4_holds,
+               "The trend of the paper's Table 4 holds: as J grows from 4 to 8 to 25, L_if and L_of fall and fidelity rises.",
+               "The trend of the paper's Table 4 does not hold on every step here: it has L_if and L_of falling and fidelity "
+               "rising as J grows from 4 to 8 to 25; compare the rows above."),
         "",
         "## Conciseness",
         "",
