@@ -207,13 +207,13 @@ def disagreement_depth(
     Only classes with at least one disagreement are analysed; classes are by true label.
     """
     from sklearn.decomposition import PCA
-    from tqdm.auto import tqdm
+    from flint_analysis.progress import progress_bar
 
     generator = torch.Generator().manual_seed(config.seed)
     agree_rows = torch.nonzero(test.f_predictions == test.g_predictions).flatten()
     classes = sorted({int(c) for c in analysis.labels})
     results = []
-    for c in tqdm(classes, desc="projection depth", unit="class", disable=not progress, leave=False):
+    for c in progress_bar(classes, "projection depth", unit="class", enabled=progress):
         reference_rows = torch.nonzero(train.labels == c).flatten()
         n = int(reference_rows.shape[0])
         mine = analysis.labels == c

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from flint_analysis.datasets import ImageDataset
 from flint_analysis.models import FlintModel, eval_mode
+from flint_analysis.progress import progress_bar
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ def forward_pass(
     outputs: list[tuple[Tensor, Tensor, Tensor]] = []
     with eval_mode(model):
         starts = range(0, index.shape[0], batch_size)
-        for start in tqdm(starts, desc=description, disable=not progress, leave=False, unit="batch"):
+        for start in progress_bar(starts, description, unit="batch", enabled=progress):
             images, _ = dataset.batch(index[start : start + batch_size])
             result = model(images.to(device))
             outputs.append((result.f_logits.cpu(), result.attributes.cpu(), result.g_logits.cpu()))

@@ -24,12 +24,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from flint_analysis.checkpoint import load_checkpoint  # noqa: E402
+from flint_analysis.progress import ProgressBar, progress_bar  # noqa: E402
 from flint_analysis.atomic_output import atomic_write_bytes, dumps_json  # noqa: E402
 from reports.readme import fashion_mnist_readme, mnist5k_readme  # noqa: E402
 
@@ -67,7 +66,7 @@ def run(arguments: list[str], log: Path) -> None:
         sys.exit(f"build: {command_line(arguments)} failed (exit {result.returncode}):\n" + "\n".join(tail))
 
 
-def trained(dataset: str, name: str, extra: list[str], seed: int, data_root: str | None, bar: tqdm) -> tuple[Path, list[str]]:
+def trained(dataset: str, name: str, extra: list[str], seed: int, data_root: str | None, bar: ProgressBar) -> tuple[Path, list[str]]:
     """The checkpoint of one run, training it (or finishing it with --resume) if needed."""
     path = RUNS / report_name(dataset) / f"{name}.pt"
     arguments = ["flint-train", "--dataset", dataset, "--seed", str(seed), "-o", str(path.relative_to(ROOT)), *extra, "--quiet"]
@@ -108,7 +107,7 @@ def summarise(path: Path, arguments: list[str]) -> dict[str, Any]:
     }
 
 
-def check_previous(folder: Path, runs: dict[str, dict[str, Any]], force: bool, bar: tqdm) -> None:
+def check_previous(folder: Path, runs: dict[str, dict[str, Any]], force: bool, bar: ProgressBar) -> None:
     previous = folder / "report.json"
     if not previous.is_file() or force:
         return
@@ -116,11 +115,11 @@ def check_previous(folder: Path, runs: dict[str, dict[str, Any]], force: bool, b
     current = {name: entry["sha256"] for name, entry in runs.items()}
     changed = sorted(name for name in current if recorded.get(name) != current[name])
     if changed:
-        bar.close()
+        bar.close(summary=False)
         sys.exit(f"build: {folder} was made from other checkpoints ({', '.join(changed)} differ); pass --force to rebuild it")
 
 
-def analyse(arguments: list[str], folder: Path, name: str, bar: tqdm, force: bool) -> str:
+def analyse(arguments: list[str], folder: Path, name: str, bar: ProgressBar, force: bool) -> str:
     bar.set_postfix_str(f"flint-analyze {arguments[0]}")
     full = ["flint-analyze", *arguments, "--quiet"] + (["--force"] if force else [])
     run([sys.executable, "-m", "flint_analysis.cli", *full[1:]], RUNS / folder.name / f"{name}.log")
@@ -130,7 +129,7 @@ def analyse(arguments: list[str], folder: Path, name: str, bar: tqdm, force: boo
 
 def build_fashion_mnist(seed: int, data_root: str | None, force: bool) -> Path:
     folder = ROOT / "reports" / "fashion-mnist"
-    bar = tqdm(total=len(FASHION_MNIST_RUNS) + 6, desc="fashion-mnist report", unit="step")
+    bar = progress_bar(desc="fashion-mnist report", total=len(FASHION_MNIST_RUNS) + 6, unit="step", leave=True, stages=True)
     runs = {}
     for name, extra in FASHION_MNIST_RUNS.items():
         path, arguments = trained("fashion-mnist", name, extra, seed, data_root, bar)
@@ -185,7 +184,7 @@ def first_agreements(checkpoint_path: Path, data_root: str | None, count: int) -
 
 def build_mnist5k(seed: int, force: bool) -> Path:
     folder = ROOT / "reports" / "mnist5k"
-    bar = tqdm(total=len(MNIST5K_RUNS) + 2, desc="mnist5k report", unit="step")
+    bar = progress_bar(desc="mnist5k report", total=len(MNIST5K_RUNS) + 2, unit="step", leave=True, stages=True)
     runs = {}
     for name, extra in MNIST5K_RUNS.items():
         path, arguments = trained("mnist5k", name, extra, seed, None, bar)

@@ -10,9 +10,10 @@ from matplotlib.figure import Figure
 from torch import Tensor
 
 from flint_analysis.disagreement import ClassDepth
-from flint_analysis.plots.style import FAILURE_COLOR, FONT_SIZE, new_figure, show_image
+from flint_analysis.plots.style import FAILURE_COLOR, FONT_SIZE, new_figure, plain_text, show_image
 
 
+@plain_text
 def plot_worst_cases(rows: Sequence[tuple[int, Tensor, Sequence[str]]], class_names: Sequence[str], value_range: tuple[float, float],
                      k: int) -> Figure:
     """One row per class: its disagreement samples whose f-class is outside g's top-k while f is right.
@@ -34,6 +35,7 @@ def plot_worst_cases(rows: Sequence[tuple[int, Tensor, Sequence[str]]], class_na
     return figure
 
 
+@plain_text
 def plot_depths(depths: Sequence[ClassDepth], class_names: Sequence[str], space: str) -> Figure:
     """Per class: depth of random agreeing samples, then of the disagreement samples (paper Fig. 14)."""
     columns = min(3, len(depths))
@@ -58,6 +60,7 @@ def plot_depths(depths: Sequence[ClassDepth], class_names: Sequence[str], space:
     return figure
 
 
+@plain_text
 def plot_depth_summary(depths: Sequence[ClassDepth], space: str, auc: float | None) -> Figure:
     """All classes pooled: distribution of depth for agreeing and disagreeing samples."""
     agreeing = np.concatenate([d.agreeing_depth for d in depths]) if depths else np.zeros(0)

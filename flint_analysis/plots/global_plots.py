@@ -11,10 +11,11 @@ from matplotlib.figure import Figure
 
 from flint_analysis.global_interpretation import AttributeOverview, PairAnalysis
 from flint_analysis.relevance import ClassAttributePair, ClassAttributeRelevance
-from flint_analysis.plots.style import ACCENT_COLOR, FAILURE_COLOR, FONT_SIZE, new_figure, show_image
+from flint_analysis.plots.style import ACCENT_COLOR, FAILURE_COLOR, FONT_SIZE, new_figure, plain_text, show_image
 from torch import Tensor
 
 
+@plain_text
 def plot_relevance_heatmap(
     relevance: ClassAttributeRelevance, pairs: Sequence[ClassAttributePair], class_names: Sequence[str], threshold: float
 ) -> Figure:
@@ -34,7 +35,7 @@ def plot_relevance_heatmap(
     ax = figure.add_subplot()
     sns.heatmap(values, mask=mask, ax=ax, cmap="RdBu_r", center=0.0, vmin=-1.0, vmax=1.0, annot=labels, fmt="",
                 annot_kws={"fontsize": FONT_SIZE - 2}, linewidths=0.3, linecolor="#eeeeee",
-                cbar_kws={"label": "$r_{j,c}$", "shrink": 0.6})
+                cbar_kws={"label": "r(j,c)", "shrink": 0.6})
     for pair in pairs:
         ax.add_patch(Rectangle((pair.class_index, pair.attribute), 1, 1, fill=False, edgecolor="black", linewidth=1.2))
     ax.set_xticks(np.arange(num_classes) + 0.5)
@@ -45,10 +46,11 @@ def plot_relevance_heatmap(
     ax.set_yticklabels([f"φ{j}" for j in range(num_attributes)], rotation=0, fontsize=FONT_SIZE - 1)
     ax.set_xlabel("class c (g's prediction)", fontsize=FONT_SIZE)
     ax.set_ylabel("attribute j", fontsize=FONT_SIZE)
-    ax.set_title(f"class-attribute relevance $r_{{j,c}}$; boxed: $r_{{j,c}}$ > {threshold:g} ({len(pairs)} pairs)", fontsize=FONT_SIZE + 1)
+    ax.set_title(f"class-attribute relevance r(j,c); boxed: r(j,c) > {threshold:g} ({len(pairs)} pairs)", fontsize=FONT_SIZE + 1)
     return figure
 
 
+@plain_text
 def plot_sample_relevance(values: Tensor, labels: Tensor, class_names: Sequence[str]) -> Figure:
     """``r_{j,ĉ,x}`` for samples grouped by true class (the paper's Fig. 21): attributes × samples."""
     data = values.numpy().T
@@ -56,7 +58,7 @@ def plot_sample_relevance(values: Tensor, labels: Tensor, class_names: Sequence[
     figure = new_figure(2.0 + 0.09 * num_samples, 1.2 + 0.25 * num_attributes)
     ax = figure.add_subplot()
     sns.heatmap(data, ax=ax, cmap="RdBu_r", center=0.0, vmin=-1.0, vmax=1.0, xticklabels=False,
-                cbar_kws={"label": r"$r_{j,\hat{c},x}$", "shrink": 0.6})
+                cbar_kws={"label": "r(j,ĉ,x)", "shrink": 0.6})
     label_list = labels.tolist()
     boundaries = [i for i in range(1, num_samples) if label_list[i] != label_list[i - 1]]
     for x in boundaries:
@@ -72,6 +74,7 @@ def plot_sample_relevance(values: Tensor, labels: Tensor, class_names: Sequence[
     return figure
 
 
+@plain_text
 def plot_class_grid(
     analyses: Sequence[PairAnalysis], class_names: Sequence[str], value_range: tuple[float, float], attribution_name: str | None
 ) -> Figure:
@@ -118,6 +121,7 @@ def plot_class_grid(
     return figure
 
 
+@plain_text
 def plot_attribute_overview(
     overview: AttributeOverview, relevance: ClassAttributeRelevance, class_names: Sequence[str],
     value_range: tuple[float, float], threshold: float,

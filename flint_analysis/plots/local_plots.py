@@ -8,9 +8,10 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from flint_analysis.local_interpretation import LocalExplanation
-from flint_analysis.plots.style import ACCENT_COLOR, FAILURE_COLOR, FONT_SIZE, new_figure, show_image
+from flint_analysis.plots.style import ACCENT_COLOR, FAILURE_COLOR, FONT_SIZE, new_figure, plain_text, show_image
 
 
+@plain_text
 def plot_local_explanation(
     explanation: LocalExplanation, class_names: Sequence[str], value_range: tuple[float, float], attribution_name: str | None
 ) -> Figure:
@@ -35,7 +36,7 @@ def plot_local_explanation(
     bars.set_xticklabels([f"φ{j}" for j in range(len(relevances))], fontsize=FONT_SIZE - 2, rotation=90)
     bars.set_ylim(min(-0.1, float(relevances.min()) - 0.05), 1.08)
     bars.tick_params(axis="y", labelsize=FONT_SIZE - 1)
-    bars.set_title(f"relevance $r_{{j,\\hat{{c}},x}}$ for ĉ = {class_names[explanation.explained_class]}", fontsize=FONT_SIZE + 1)
+    bars.set_title(f"relevance r(j,ĉ,x) for ĉ = {class_names[explanation.explained_class]}", fontsize=FONT_SIZE + 1)
     for side in ("top", "right"):
         bars.spines[side].set_visible(False)
 

@@ -9,11 +9,12 @@ import seaborn as sns
 from matplotlib.figure import Figure
 
 from flint_analysis.metrics import ModelMetrics
-from flint_analysis.plots.style import ACCENT_COLOR, FONT_SIZE, new_figure
+from flint_analysis.plots.style import ACCENT_COLOR, FONT_SIZE, new_figure, plain_text
 
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 
 
+@plain_text
 def plot_confusion(metrics: ModelMetrics, class_names: Sequence[str], title: str) -> Figure:
     """The f-versus-g confusion matrix (rows f's class, columns g's), counts annotated."""
     size = len(class_names)
@@ -45,17 +46,20 @@ def _curves(curves: Mapping[str, Mapping[float, float]], xlabel: str, ylabel: st
     return figure
 
 
+@plain_text
 def plot_conciseness(curves: Mapping[str, Mapping[float, float]]) -> Figure:
     """``CNS_g(τ)`` against τ for one or more models on one figure (paper Fig. 3–4)."""
-    return _curves(curves, "τ (relevance threshold 1/τ)", "$CNS_g$: mean relevant attributes",
+    return _curves(curves, "τ (relevance threshold 1/τ)", "CNS_g: mean relevant attributes",
                    "conciseness of g's interpretations (lower is more concise)")
 
 
+@plain_text
 def plot_topk(curves: Mapping[str, Mapping[int, float]]) -> Figure:
     """Top-k fidelity (share of samples whose f-class is in g's top k) against k."""
     return _curves(curves, "k", "top-k fidelity (%)", "f's class within g's top-k classes", integer_x=True)
 
 
+@plain_text
 def plot_per_class_fidelity(metrics: ModelMetrics, class_names: Sequence[str], title: str) -> Figure:
     """Fidelity among the samples f assigns to each class."""
     figure = new_figure(1.5 + 0.45 * len(class_names), 2.8)

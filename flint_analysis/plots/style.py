@@ -1,12 +1,23 @@
-"""Shared styling: a light, consistent look and image panels for inputs, attributions and reconstructions."""
+"""Shared styling: a light, consistent look and image panels for inputs, attributions and reconstructions.
+
+Texts are plain text, never matplotlib mathtext: class names, checkpoint names and file names reach titles,
+tick labels and legends, and a name such as ``$\\frac{$`` must be drawn as written, not parsed (it would
+crash the figure). Every figure function is wrapped in :func:`plain_text` and :func:`save_figure` draws
+under the same setting, so texts created late (ticks made while drawing) are plain as well.
+"""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
+import matplotlib as mpl
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.text import Text
 from torch import Tensor
 
 DPI = 110
@@ -15,6 +26,26 @@ POSITIVE_IMAGE_KINDS = ("input", "am_pi", "decoder")
 SIGNED_IMAGE_KINDS = ("attribution", "difference")
 FAILURE_COLOR = "#b2182b"
 ACCENT_COLOR = "#2166ac"
+
+
+PLAIN_TEXT = {"text.parse_math": False}
+"""Matplotlib settings under which figures are built and drawn: ``$`` is a dollar sign, not mathtext."""
+
+_F = TypeVar("_F", bound=Callable[..., Figure])
+
+
+def plain_text(function: _F) -> _F:
+    """Build the figure of ``function`` with every text plain (see the module docstring)."""
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
+        with mpl.rc_context(PLAIN_TEXT):
+            figure = function(*args, **kwargs)
+        for text in figure.findobj(Text):
+            text.set_parse_math(False)
+        return figure
+
+    return wrapper  # type: ignore[return-value]
 
 
 def new_figure(width: float, height: float) -> Figure:
@@ -66,5 +97,8 @@ def show_image(ax: Axes, image: Tensor, kind: str = "input", value_range: tuple[
 
 
 def save_figure(figure: Figure, path: str | Path) -> None:
-    """Save ``figure`` as PNG at the project's resolution."""
-    figure.savefig(path, dpi=DPI, facecolor="white")
+    """Save ``figure`` as PNG at the project's resolution, texts drawn as plain text."""
+    with mpl.rc_context(PLAIN_TEXT):
+        for text in figure.findobj(Text):
+            text.set_parse_math(False)
+        figure.savefig(path, dpi=DPI, facecolor="white")
