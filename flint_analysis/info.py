@@ -5,12 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from flint_analysis.checkpoint import FORMAT_TAG, FORMAT_VERSION, MODULES, Checkpoint
+from flint_analysis.runtime import format_environment
 
 _WEIGHT_SYMBOLS = (("beta", "β"), ("gamma", "γ"), ("delta", "δ"), ("zeta", "ζ"), ("mu", "μ"), ("eta", "η"))
 
 
 def checkpoint_summary(checkpoint: Checkpoint) -> dict[str, Any]:
-    """Everything ``info`` shows, as plain data (also what ``info --json`` prints)."""
+    """Everything ``info`` shows, as plain data (also what ``info --json`` prints).
+
+    Every entry read here was type-checked by :func:`~flint_analysis.checkpoint.load_checkpoint`;
+    ``training.environments`` is ``None`` for checkpoints written before it was recorded.
+    """
     model = checkpoint.model
     parameters = {name: sum(p.numel() for p in getattr(model, name).parameters()) for name in MODULES}
     last = checkpoint.history[-1] if checkpoint.history else None
@@ -24,7 +29,8 @@ def checkpoint_summary(checkpoint: Checkpoint) -> dict[str, Any]:
                          "num_classes": model.num_classes, "parameters": parameters},
         "dataset": checkpoint.dataset.to_dict(),
         "training": {"preset": checkpoint.training.get("preset"), "seed": checkpoint.training.get("seed"),
-                     "epochs_completed": checkpoint.epochs_completed, "config": config},
+                     "epochs_completed": checkpoint.epochs_completed, "config": config,
+                     "environments": checkpoint.training.get("environments")},
         "final_metrics": None if last is None else {
             "epoch": last["epoch"] + 1,
             **{key: last[key] for key in ("test_accuracy_f", "test_accuracy_g", "test_fidelity") if key in last},
@@ -54,7 +60,8 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"h {params['interpreter']:,}, d {params['decoder']:,})",
         f"dataset       {data['name']}: {len(names)} classes ({classes})",
         f"              input {'×'.join(str(s) for s in data['input_shape'])} in [{low:g}, {high:g}], {seed}, "
-        f"{data['train_size']} train / {data['test_size']} test",
+        f"{data['train_size']} train / {data['test_size']} test"
+        + (f", data fingerprint {data['fingerprint'].removeprefix('sha256:')[:12]}…" if data.get("fingerprint") else ""),
     ]
     config = training["config"]
     if config:
@@ -68,18 +75,37 @@ def format_summary(summary: dict[str, Any]) -> str:
         ]
     else:
         lines.append("training      no training record")
+    environments = training.get("environments")
+    if environments:
+        for index, environment in enumerate(environments):
+            first = environment.get("first_epoch")
+            last = environments[index + 1].get("first_epoch") if index + 1 < len(environments) else training["epochs_completed"]
+            epochs = ""
+            if len(environments) > 1 and isinstance(first, int) and isinstance(last, int):
+                epochs = f"epoch {last}: " if last == first + 1 else f"epochs {first + 1}-{last}: "
+            lines.append(f"{'environment' if index == 0 else '':<14}{epochs}{format_environment(environment)}")
+    else:
+        lines.append("environment   not recorded (written before flint-analysis recorded it)")
     final = summary["final_metrics"]
     if final:
         losses = final["train_losses"]
         lines.append(
-            f"final metrics epoch {final['epoch']}: test accuracy f {final['test_accuracy_f']:.2f}%, "
-            f"g {final['test_accuracy_g']:.2f}%, fidelity {final['test_fidelity']:.2f}%"
+            f"final metrics epoch {final['epoch']}: test accuracy f {_percent(final.get('test_accuracy_f'))}, "
+            f"g {_percent(final.get('test_accuracy_g'))}, fidelity {_percent(final.get('test_fidelity'))}"
         )
         if losses:
             lines.append(
-                f"              train losses: L_pred {losses['prediction']:.4f}, L_of {losses['output_fidelity']:.4f}, "
-                f"L_if {losses['input_fidelity']:.4f}, L_cd {losses['conciseness_diversity']:.4f}"
+                f"              train losses: L_pred {_loss(losses.get('prediction'))}, L_of {_loss(losses.get('output_fidelity'))}, "
+                f"L_if {_loss(losses.get('input_fidelity'))}, L_cd {_loss(losses.get('conciseness_diversity'))}"
             )
     else:
         lines.append("final metrics none (no finished epoch)")
     return "\n".join(lines)
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}%"
+
+
+def _loss(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"

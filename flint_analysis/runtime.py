@@ -1,4 +1,4 @@
-"""Device selection, seeding and provenance (library versions, file hashes)."""
+"""Device selection, seeding and provenance (library versions, the compute environment, file hashes)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import platform
 import random
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -45,6 +46,55 @@ def library_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             versions[package] = "not installed"
     return versions
+
+
+def compute_environment(device: str | torch.device | None = None) -> dict[str, Any]:
+    """What besides the library versions decides a run's floating-point results: the torch build, the CPU
+    kernels it dispatches to, its thread counts, the machine and the device.
+
+    The same seed gives bit-identical results only within one such environment: torch's CPU kernels
+    split reductions by thread count and pick vector code by CPU capability, and CUDA kernels differ by
+    GPU and library version. Recorded in checkpoints (``training.environments``) and reports (``environment``).
+
+    Returns:
+        ``torch`` (version), ``torch_git_version``, ``torch_debug``, ``torch_cuda`` (CUDA version the build
+        targets, ``None`` for CPU builds), ``cpu_capability`` (e.g. ``AVX2``, ``AVX512``, ``DEFAULT``),
+        ``num_threads``, ``num_interop_threads``, ``machine`` (e.g. ``x86_64``), ``device``, and for a CUDA
+        device ``device_name`` and ``cudnn`` (else ``None``).
+    """
+    resolved = torch.device(device) if device is not None else torch.device("cpu")
+    on_cuda = resolved.type == "cuda" and torch.cuda.is_available()
+    try:
+        capability: str | None = str(torch.backends.cpu.get_cpu_capability())
+    except (AttributeError, RuntimeError):
+        capability = None
+    return {
+        "torch": str(torch.__version__),  # a TorchVersion, which weights_only loading refuses
+        "torch_git_version": getattr(torch.version, "git_version", None),
+        "torch_debug": bool(getattr(torch.version, "debug", False)),
+        "torch_cuda": getattr(torch.version, "cuda", None),
+        "cpu_capability": capability,
+        "num_threads": torch.get_num_threads(),
+        "num_interop_threads": torch.get_num_interop_threads(),
+        "machine": platform.machine(),
+        "device": str(resolved),
+        "device_name": torch.cuda.get_device_name(resolved) if on_cuda else None,
+        "cudnn": torch.backends.cudnn.version() if on_cuda else None,
+    }
+
+
+def format_environment(environment: dict[str, Any]) -> str:
+    """One line: ``torch 2.5.1 (git 1a2b3c4d) for CUDA 12.4, CPU capability AVX2, 4 threads, x86_64, device cpu``."""
+    git = environment.get("torch_git_version")
+    parts = [f"torch {environment.get('torch')}" + (f" (git {str(git)[:8]})" if git else "")
+             + (" debug build" if environment.get("torch_debug") else "")]
+    if environment.get("torch_cuda"):
+        parts[0] += f" for CUDA {environment['torch_cuda']}"
+    parts += [f"CPU capability {environment.get('cpu_capability')}", f"{environment.get('num_threads')} threads",
+              str(environment.get("machine")), f"device {environment.get('device')}"]
+    if environment.get("device_name"):
+        parts[-1] += f" ({environment['device_name']}, cuDNN {environment.get('cudnn')})"
+    return ", ".join(parts)
 
 
 def sha256_file(path: str | Path) -> str:

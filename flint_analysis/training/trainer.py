@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from sklearn.metrics import accuracy_score
-from tqdm.auto import tqdm
 
 from flint_analysis.checkpoint import Checkpoint
-from flint_analysis.datasets import DatasetBundle
+from flint_analysis.datasets import DatasetBundle, data_fingerprint
+from flint_analysis.errors import CheckpointError, DatasetError
 from flint_analysis.inference import forward_pass
 from flint_analysis.models import FlintModel
+from flint_analysis.runtime import compute_environment
+from flint_analysis.progress import progress_bar
 from flint_analysis.training.config import TrainingConfig
 from flint_analysis.training.losses import LossTerms, flint_loss
 
@@ -57,18 +60,43 @@ def train(
     interrupted run continues bit-identically on CPU. After every epoch the model is evaluated on the
     test split, the epoch is appended to ``checkpoint.history`` and the checkpoint is written atomically
     to ``output``. Global torch RNG state (dropout) and the shuffling generator are saved with it.
+
+    Also recorded: the data's :func:`~flint_analysis.datasets.data_fingerprint` in ``checkpoint.dataset``
+    (a checkpoint that has one must be trained further on the same data), and, in
+    ``checkpoint.training["environments"]``, one :func:`~flint_analysis.runtime.compute_environment` record
+    per run with the ``first_epoch`` it trained (a resumed run adds one): bit-identical results hold
+    only within one torch build, CPU capability, thread count and device.
     """
+    fingerprint = data_fingerprint(bundle)
+    if checkpoint.dataset.fingerprint is None:
+        checkpoint.dataset = replace(checkpoint.dataset, fingerprint=fingerprint)
+    elif checkpoint.dataset.fingerprint != fingerprint:
+        raise DatasetError(
+            f"the {checkpoint.dataset.name} data given has other images or labels than the checkpoint was trained on "
+            f"(data fingerprint {fingerprint.removeprefix('sha256:')[:12]}…, trained on "
+            f"{checkpoint.dataset.fingerprint.removeprefix('sha256:')[:12]}…); train it further on the same data"
+        )
     model = checkpoint.model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     shuffle = torch.Generator().manual_seed(seed)
     if checkpoint.resume:
-        optimizer.load_state_dict(checkpoint.resume["optimizer"])
-        shuffle.set_state(checkpoint.resume["shuffle_generator"])
-        torch.set_rng_state(checkpoint.resume["torch_rng"])
-        if device.type == "cuda" and checkpoint.resume.get("cuda_rng") is not None:
-            torch.cuda.set_rng_state(checkpoint.resume["cuda_rng"], device)
+        try:
+            optimizer.load_state_dict(checkpoint.resume["optimizer"])
+            shuffle.set_state(checkpoint.resume["shuffle_generator"])
+            torch.set_rng_state(checkpoint.resume["torch_rng"])
+            if device.type == "cuda" and checkpoint.resume.get("cuda_rng") is not None:
+                torch.cuda.set_rng_state(checkpoint.resume["cuda_rng"], device)
+        except (ValueError, RuntimeError, KeyError, TypeError) as error:
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise CheckpointError(
+                f"the resume state of checkpoint {checkpoint.path or '(in memory)'} does not fit its model ({reason}); "
+                "resume from another checkpoint or retrain"
+            ) from None
+    environments = list(checkpoint.training.get("environments") or [])
+    if checkpoint.epochs_completed < config.epochs:
+        environments.append({"first_epoch": checkpoint.epochs_completed, **compute_environment(device)})
     checkpoint.training = {**checkpoint.training, "config": config.to_dict(), "seed": seed,
-                           "schedule": [vars(w) for w in config.schedule()]}
+                           "schedule": [vars(w) for w in config.schedule()], "environments": environments}
     images_all, labels_all = bundle.train.images, bundle.train.labels
     num_samples = images_all.shape[0]
     for epoch in range(checkpoint.epochs_completed, config.epochs):
@@ -78,7 +106,7 @@ def train(
         order = torch.randperm(num_samples, generator=shuffle)
         sums = torch.zeros(len(LossTerms.names()), dtype=torch.float64, device=device)
         batches = range(0, num_samples, config.batch_size)
-        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress, leave=False, unit="batch")
+        bar = progress_bar(batches, f"epoch {epoch + 1}/{config.epochs}", unit="batch", enabled=progress, summary=False)  # log() writes the epoch line
         for step, start in enumerate(bar):
             index = order[start : start + config.batch_size]
             images = images_all[index].to(device).float().div_(255.0)
@@ -89,7 +117,7 @@ def train(
             optimizer.step()
             sums += terms.as_tensor() * index.shape[0]  # stays a tensor: no per-step conversion to Python
             if progress and step % 25 == 0:
-                bar.set_postfix(loss=f"{float(terms.total.detach()):.3f}", refresh=False)
+                bar.set_postfix(loss=f"{float(terms.total.detach()):.3f}")
         record: dict[str, Any] = {
             "epoch": epoch,
             "weights": vars(weights),
