@@ -1,14 +1,16 @@
 """``flint-analyze``: interpret a trained FLINT checkpoint.
 
 Sub-commands: ``info``, ``global``, ``local``, ``metrics``, ``disagreement``. The CLI only wires: it parses
-options, calls the computing functions, then the report writers. Every user error is one line on stderr
-and exit status 2. Modules only one sub-command needs are imported by its handler, so ``info`` and
+options (every numeric option is checked when parsed, see :mod:`flint_analysis.cli_common`), calls the
+computing functions, then the report writers. Every user error is one line on stderr and exit status 2;
+a report that was written but is empty (``global`` with no pair above ``--threshold``) exits with 3. Modules only one sub-command needs are imported by its handler, so ``info`` and
 ``--help`` start quickly.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from pathlib import Path
@@ -17,7 +19,10 @@ from flint_analysis.am_pi import AmPiConfig
 from flint_analysis.attribution import ATTRIBUTION_METHODS, default_attribution_method
 from flint_analysis.checkpoint import Checkpoint, load_checkpoint
 from flint_analysis.datasets import DatasetBundle, load_dataset_for_spec
-from flint_analysis.cli_common import OneLineErrorParser, add_version, run_command
+from flint_analysis.cli_common import (
+    EXIT_EMPTY_RESULT, EXIT_STATUS_HELP, OneLineErrorParser, add_version, class_name_or_index, device_type, finite_float, fraction,
+    integer, non_negative_float, non_negative_int, number, positive_float, positive_int, run_command, sample_index, seed_type,
+)
 from flint_analysis.errors import InputError
 from flint_analysis.global_interpretation import MAS_POOLS, GlobalConfig, global_interpretation
 from flint_analysis.info import checkpoint_summary, format_summary
@@ -27,7 +32,7 @@ from flint_analysis.report_writers.common import check_output_folder
 from flint_analysis.report_writers.global_report import JSON_NAME as GLOBAL_JSON
 from flint_analysis.report_writers.global_report import write_global_report
 from flint_analysis.report_writers.local_report import INDEX_NAME as LOCAL_INDEX
-from flint_analysis.report_writers.local_report import SampleSource, summary_lines, write_local_reports
+from flint_analysis.report_writers.local_report import SampleSource, find_global_report, summary_lines, write_local_reports
 from flint_analysis.runtime import resolve_device, seed_everything
 
 
@@ -42,7 +47,8 @@ def _load(args: argparse.Namespace) -> tuple[Checkpoint, DatasetBundle]:
     """The checkpoint on the chosen device and the data it was trained on."""
     device = resolve_device(args.device)
     checkpoint = load_checkpoint(args.checkpoint, device=device)
-    bundle = load_dataset_for_spec(checkpoint.dataset, data_root=args.data_root, download=args.download)
+    bundle = load_dataset_for_spec(checkpoint.dataset, data_root=args.data_root, download=args.download,
+                                   allow_other_data=args.allow_other_data)
     return checkpoint, bundle
 
 
@@ -71,7 +77,7 @@ def _global(args: argparse.Namespace) -> int:
     seed_everything(args.seed)
     checkpoint, bundle = _load(args)
     output = _output_dir(args, "global")
-    classes = tuple(checkpoint.dataset.class_index(c) for c in args.classes) if args.classes else None
+    classes = tuple(checkpoint.dataset.class_index(c) for c in args.classes) if args.classes else None  # indices: ASCII, checked when parsed
     config = GlobalConfig(
         subset_size=args.subset_size, threshold=args.threshold, mas_per_pair=args.mas, mas_pool=args.mas_pool,
         mas_class_by=args.mas_class, attribution=_attribution_choice(args, checkpoint.architecture),
@@ -87,12 +93,14 @@ def _global(args: argparse.Namespace) -> int:
     if never:
         names = ", ".join(checkpoint.dataset.class_names[c] for c in never)
         print(f"note: g never predicted {names} in S_rnd; those classes have no relevance and no pairs")
-    if not data["pairs"]:
+    if not data["pairs"]:  # the report is written and valid, only empty: not a user error (status 3, see --help)
         matrix = [v for row in data["relevance"]["matrix"] if row for v in row]
-        raise InputError(
-            f"no class-attribute pair has r_(j,c) > {args.threshold:g} (the largest is {max(matrix, default=0.0):.3f}); "
-            f"wrote the heat map and global.json to {output}; lower --threshold"
+        print(
+            f"flint-analyze: note: no class-attribute pair has r_(j,c) > {args.threshold:g} (the largest is "
+            f"{max(matrix, default=0.0):.3f}); wrote the heat map and global.json to {output}; lower --threshold",
+            file=sys.stderr,
         )
+        return EXIT_EMPTY_RESULT
     print(
         f"{len(data['pairs'])} class-attribute pairs with r_(j,c) > {args.threshold:g} over "
         f"{len({p['class'] for p in data['pairs']})} classes; AM+PI raised φ_j in {summary['raised']} of {summary['runs']} runs"
@@ -102,15 +110,19 @@ def _global(args: argparse.Namespace) -> int:
 
 
 def _read_indices_file(path: str) -> list[int]:
+    """The indices of ``--indices-file``: ASCII-digit integers ≥ 0, separated by whitespace or commas."""
     try:
         words = Path(path).read_text().replace(",", " ").split()
     except OSError as error:
-        raise InputError(f"cannot read indices file {path}: {error.strerror}") from None
-    try:
-        return [int(word) for word in words]
-    except ValueError:
-        bad = next(word for word in words if not word.lstrip("-").isdigit())
-        raise InputError(f"indices file {path} contains {bad!r}; write one integer index per line") from None
+        raise InputError(f"--indices-file: cannot read {path}: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise InputError(f"--indices-file {path} is not a text file; write one integer index per line") from None
+    for number_, word in enumerate(words, 1):
+        if re.fullmatch(r"-[0-9]+", word):
+            raise InputError(f"--indices-file {path} contains the negative index {word} (index {number_}); indices start at 0")
+        if not re.fullmatch(r"\+?[0-9]+", word):  # not str.isdigit: it accepts '²', which int() refuses
+            raise InputError(f"--indices-file {path} contains {word!r} (index {number_}); write one integer index ≥ 0 per line, digits 0-9")
+    return [int(word) for word in words]
 
 
 def _local(args: argparse.Namespace) -> int:
@@ -128,6 +140,8 @@ def _local(args: argparse.Namespace) -> int:
     if not indices and not args.image:
         raise InputError("say which samples to explain: --index I [I ...], --indices-file FILE or --image FILE")
     checkpoint, bundle = _load(args)
+    if args.global_dir:  # named explicitly: refuse a missing or malformed one now, not after the computation
+        find_global_report(checkpoint, args.global_dir)
     spec = checkpoint.dataset
     split = bundle.split(args.split)
     bad = [i for i in indices if not 0 <= i < len(split)]
@@ -177,15 +191,16 @@ def _metrics(args: argparse.Namespace) -> int:
         raise InputError(f"--names gives {len(names)} names for {len(args.checkpoint)} checkpoints")
     if len(set(names)) != len(names):
         raise InputError("two checkpoints have the same name; tell them apart with --names")
-    if any(t <= 1 for t in args.taus):
-        raise InputError(f"τ must be greater than 1, got {min(args.taus):g}")
+    if not all(name.strip() for name in names):
+        raise InputError("--names: a name is empty; give each checkpoint a visible name")
     models, spec = [], None
     for name, path in zip(names, args.checkpoint):
         checkpoint = load_checkpoint(path, device=device)
         if spec is not None and checkpoint.dataset.class_names != spec.class_names:
             raise InputError(f"{path} was trained on other classes than {args.checkpoint[0]}; compare checkpoints of one dataset")
         spec = checkpoint.dataset
-        bundle = load_dataset_for_spec(checkpoint.dataset, data_root=args.data_root, download=args.download)
+        bundle = load_dataset_for_spec(checkpoint.dataset, data_root=args.data_root, download=args.download,
+                                   allow_other_data=args.allow_other_data)
         forward = forward_pass(checkpoint.model, bundle.split(args.split), batch_size=args.batch_size, device=device,
                                progress=not args.quiet, description=f"forward pass ({name}, {args.split})")
         metrics = evaluate(forward, checkpoint.model.interpreter.weight.detach().cpu().numpy(), ks=args.ks, taus=args.taus)
@@ -232,33 +247,39 @@ def _disagreement(args: argparse.Namespace) -> int:
     return 0
 
 
+MAX_DEPTH_DIRECTIONS = 100_000
+"""The depth search draws all its directions at once (dimension × directions floats): the cap keeps that under ~1 GB."""
+
+
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     """Options every analysis command shares: output safety, device, data location, batching, progress."""
     parser.add_argument("--force", action="store_true", help="replace a report of another checkpoint in the output folder")
-    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    parser.add_argument("--device", type=device_type, default="auto", help="auto (default), cpu, cuda or cuda:N")
     parser.add_argument("--data-root", help="folder of the checkpoint's dataset (default: $FLINT_DATA, then known locations)")
     parser.add_argument("--download", action="store_true", help="let torchvision download MNIST/FashionMNIST if missing")
-    parser.add_argument("--batch-size", type=int, default=256, help="batch size of forward passes (default 256)")
+    parser.add_argument("--allow-other-data", action="store_true",
+                        help="evaluate on data whose fingerprint differs from the one the checkpoint was trained on")
+    parser.add_argument("--batch-size", type=positive_int, default=256, help="batch size of forward passes, ≥ 1 (default 256)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def _add_common(parser: argparse.ArgumentParser, output_help: str) -> None:
     parser.add_argument("checkpoint", help="a .pt file written by flint-train")
     parser.add_argument("-o", "--output", help=output_help)
-    parser.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0); same seed, same JSON")
+    parser.add_argument("--seed", type=seed_type, default=0, help="seed of every random choice, 0 ≤ seed < 2**63 (default 0); same seed, same JSON")
     _add_run_options(parser)
 
 
 def _add_am_pi(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("AM+PI (defaults: the paper's)")
     defaults = AmPiConfig()
-    group.add_argument("--am-pi-steps", type=int, default=defaults.steps, help=f"Adam steps (default {defaults.steps})")
-    group.add_argument("--am-pi-lr", type=float, default=defaults.learning_rate, help=f"initial learning rate (default {defaults.learning_rate})")
-    group.add_argument("--am-pi-halve-every", type=int, default=defaults.halve_every, help=f"halve the learning rate every N steps (default {defaults.halve_every})")
-    group.add_argument("--am-pi-init", type=float, default=defaults.init_scale, help=f"initialise with this fraction of the sample (default {defaults.init_scale})")
-    group.add_argument("--lambda-phi", type=float, default=defaults.lambda_phi, help=f"weight of φ_j (default {defaults.lambda_phi:g})")
-    group.add_argument("--lambda-tv", type=float, default=defaults.lambda_tv, help=f"weight of total variation (default {defaults.lambda_tv:g})")
-    group.add_argument("--lambda-bo", type=float, default=defaults.lambda_bo, help=f"weight of the boundedness penalty (default {defaults.lambda_bo:g})")
+    group.add_argument("--am-pi-steps", type=non_negative_int, default=defaults.steps, help=f"Adam steps, ≥ 0 (default {defaults.steps})")
+    group.add_argument("--am-pi-lr", type=positive_float, default=defaults.learning_rate, help=f"initial learning rate, > 0 (default {defaults.learning_rate})")
+    group.add_argument("--am-pi-halve-every", type=positive_int, default=defaults.halve_every, help=f"halve the learning rate every N ≥ 1 steps (default {defaults.halve_every})")
+    group.add_argument("--am-pi-init", type=fraction, default=defaults.init_scale, help=f"initialise with this fraction (0 to 1) of the sample (default {defaults.init_scale})")
+    group.add_argument("--lambda-phi", type=non_negative_float, default=defaults.lambda_phi, help=f"weight of φ_j, ≥ 0 (default {defaults.lambda_phi:g})")
+    group.add_argument("--lambda-tv", type=non_negative_float, default=defaults.lambda_tv, help=f"weight of total variation, ≥ 0 (default {defaults.lambda_tv:g})")
+    group.add_argument("--lambda-bo", type=non_negative_float, default=defaults.lambda_bo, help=f"weight of the boundedness penalty, ≥ 0 (default {defaults.lambda_bo:g})")
 
 
 def _add_attribution(parser: argparse.ArgumentParser) -> None:
@@ -268,7 +289,7 @@ def _add_attribution(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineErrorParser(prog="flint-analyze", description="Interpret trained FLINT checkpoints.")
+    parser = OneLineErrorParser(prog="flint-analyze", description="Interpret trained FLINT checkpoints.", epilog=EXIT_STATUS_HELP)
     add_version(parser)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=OneLineErrorParser)
     info = commands.add_parser("info", help="print what a checkpoint holds", description="Print what a checkpoint holds: architecture, J, classes, dataset, hyper-parameters, final metrics.")
@@ -283,12 +304,13 @@ def build_parser() -> argparse.ArgumentParser:
         "and decoder ablation, written as per-class PNG grids, heat maps, global.json and index.html.",
     )
     _add_common(global_, "output folder (default: <checkpoint dir>/<checkpoint name>-global)")
-    global_.add_argument("--subset-size", type=int, default=1000, help="size of the random training subset S_rnd (default 1000)")
-    global_.add_argument("--threshold", type=float, default=0.1, help="select pairs with r_(j,c) above this (default 0.1)")
-    global_.add_argument("--mas", type=int, default=3, help="maximum activating samples per pair (default 3)")
+    global_.add_argument("--subset-size", type=positive_int, default=1000, help="size of the random training subset S_rnd, ≥ 1 (default 1000)")
+    global_.add_argument("--threshold", type=finite_float, default=0.1,
+                         help="select pairs with r_(j,c) above this (default 0.1); none above it: the report is written and the exit status is 3")
+    global_.add_argument("--mas", type=positive_int, default=3, help="maximum activating samples per pair, ≥ 1 (default 3)")
     global_.add_argument("--mas-pool", choices=MAS_POOLS, default="subset", help="where MAS are searched: S_rnd (default) or the whole training split")
     global_.add_argument("--mas-class", choices=CLASS_BY, default="prediction", help="a sample belongs to class c by g's prediction (default, as for r_(j,c)) or by its label")
-    global_.add_argument("--classes", nargs="+", metavar="CLASS", help="analyse only these classes (names or indices)")
+    global_.add_argument("--classes", nargs="+", type=class_name_or_index, metavar="CLASS", help="analyse only these classes (names or indices)")
     _add_attribution(global_)
     _add_am_pi(global_)
     global_.set_defaults(handler=_global)
@@ -302,14 +324,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_common(local, "output folder (default: <checkpoint dir>/<checkpoint name>-local)")
     samples = local.add_argument_group("samples (at least one)")
-    samples.add_argument("--index", type=int, nargs="+", metavar="I", help="indices into --split")
-    samples.add_argument("--indices-file", metavar="FILE", help="a file of indices into --split, whitespace or comma separated")
+    samples.add_argument("--index", type=sample_index, nargs="+", metavar="I", help="indices (≥ 0) into --split")
+    samples.add_argument("--indices-file", metavar="FILE", help="a file of indices (≥ 0) into --split, whitespace or comma separated")
     samples.add_argument("--split", default="test", help="split of --index: test (default) or train")
     samples.add_argument("--image", nargs="+", metavar="FILE", help="image files (.png, .npy) that are not in the dataset")
     samples.add_argument("--resize", action="store_true", help="resize --image files to the model's input size")
     samples.add_argument("--invert", action="store_true", help="invert --image files (dark strokes on light paper)")
-    local.add_argument("--class", dest="class_", metavar="C", help="explain class C (name or index) instead of g's prediction: why (not) C")
-    local.add_argument("--top", type=int, default=3, help="number of top attributes analysed (default 3)")
+    local.add_argument("--class", dest="class_", type=class_name_or_index, metavar="C", help="explain class C (name or index) instead of g's prediction: why (not) C")
+    local.add_argument("--top", type=positive_int, default=3, help="number of top attributes analysed, ≥ 1 (default 3)")
     local.add_argument("--rank-class", choices=CLASS_BY, default="prediction",
                        help="rank φ_j among training samples that g predicts as ĉ (default) or that are labelled ĉ")
     local.add_argument("--global-dir", help="global report of the same checkpoint to link to (default: found next to the checkpoint)")
@@ -331,8 +353,9 @@ def build_parser() -> argparse.ArgumentParser:
     metrics.add_argument("-o", "--output", help="output folder (default: <first checkpoint dir>/<its name>-metrics)")
     metrics.add_argument("--names", nargs="+", help="names of the checkpoints in tables and figures (default: file names)")
     metrics.add_argument("--split", default="test", help="split to evaluate: test (default) or train")
-    metrics.add_argument("--ks", type=int, nargs="+", default=list(DEFAULT_KS), help="k of the top-k fidelity (default 1 2 3 4 5)")
-    metrics.add_argument("--taus", type=float, nargs="+", default=list(PAPER_TAUS), help="τ of CNS_g(τ) (default 1.5 2 2.5 3 4 5)")
+    metrics.add_argument("--ks", type=positive_int, nargs="+", default=list(DEFAULT_KS), help="k of the top-k fidelity, 1 ≤ k < classes (default 1 2 3 4 5)")
+    metrics.add_argument("--taus", type=number(minimum=1.0, min_open=True), nargs="+", default=list(PAPER_TAUS),
+                         help="τ of CNS_g(τ), finite and > 1 (default 1.5 2 2.5 3 4 5)")
     _add_run_options(metrics)
     metrics.set_defaults(handler=_metrics)
 
@@ -343,19 +366,22 @@ def build_parser() -> argparse.ArgumentParser:
         "projection depth (supplement Eq. 1) of disagreements and of random agreeing samples w.r.t. their class's training samples.",
     )
     _add_common(disagreement, "output folder (default: <checkpoint dir>/<checkpoint name>-disagreement)")
-    disagreement.add_argument("-k", type=int, default=3, help="top-k of g that counts as acceptable (default 3)")
+    disagreement.add_argument("-k", type=positive_int, default=3, help="top-k of g that counts as acceptable, 1 ≤ k < classes (default 3)")
     disagreement.add_argument("--split", default="test", help="split to analyse: test (default) or train")
-    disagreement.add_argument("--worst-per-class", type=int, default=8, help="worst cases shown per class (default 8)")
+    disagreement.add_argument("--worst-per-class", type=non_negative_int, default=8, help="worst cases shown per class, ≥ 0 (default 8)")
     depth = disagreement.add_argument_group("projection depth")
     depth.add_argument("--no-depth", action="store_true", help="skip the projection-depth analysis")
     depth.add_argument("--depth-space", choices=DEPTH_SPACES, default="pca",
                        help="pca (default: the inputs on the class's first principal components, non-degenerate), "
                        "pixels (the paper's raw input, strict: mostly exact zeros on pixel data) or attributes (Φ(x))")
-    depth.add_argument("--pca-components", type=int, default=20, help="principal components of the pca space (default 20, capped at n/10)")
-    depth.add_argument("--agreeing", type=int, default=100, help="random agreeing samples per class (default 100)")
-    depth.add_argument("--depth-directions", type=int, default=1000, help="shared random directions of the depth search (default 1000)")
-    depth.add_argument("--depth-rounds", type=int, default=30, help="refinement rounds of the depth search (default 30)")
+    depth.add_argument("--pca-components", type=positive_int, default=20, help="principal components of the pca space, ≥ 1 (default 20, capped at n/10)")
+    depth.add_argument("--agreeing", type=positive_int, default=100, help="random agreeing samples per class, ≥ 1 (default 100)")
+    depth.add_argument("--depth-directions", type=integer(1, MAX_DEPTH_DIRECTIONS), default=1000,
+                       help=f"shared random directions of the depth search, 1 to {MAX_DEPTH_DIRECTIONS} (default 1000)")
+    depth.add_argument("--depth-rounds", type=non_negative_int, default=30, help="refinement rounds of the depth search, ≥ 0 (default 30)")
     disagreement.set_defaults(handler=_disagreement)
+    for command in (info, global_, local, metrics, disagreement):
+        command.epilog = EXIT_STATUS_HELP
     return parser
 
 

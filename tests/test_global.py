@@ -115,7 +115,7 @@ def test_bad_input_is_one_line_exit_2_and_nothing_half_written(checkpoint_path, 
 
 def test_threshold_that_selects_nothing_says_so_and_still_writes_the_heat_map(checkpoint_path, tmp_path, capsys):
     out = tmp_path / "report"
-    assert run_global(checkpoint_path, out, "--threshold", "1.5") == 2
+    assert run_global(checkpoint_path, out, "--threshold", "1.5") == 3  # EXIT_EMPTY_RESULT: written, but empty
     err = capsys.readouterr().err
     assert "no class-attribute pair has r_(j,c) > 1.5" in err and "lower --threshold" in err and err.count("\n") == 1
     data = json.loads((out / "global.json").read_text())

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 from typing import Any
 
+from flint_analysis.atomic_output import OutputLayout, describe_os_error, foreign_message, remove_stale_leftovers, resolve_output_folder
 from flint_analysis.checkpoint import Checkpoint
 from flint_analysis.errors import OutputError
 from flint_analysis.report_writers.html import escape
-from flint_analysis.runtime import library_versions
+from flint_analysis.runtime import compute_environment, library_versions
 
 
 def provenance(checkpoint: Checkpoint) -> dict[str, Any]:
-    """The checkpoint's identity and the libraries of this run, recorded in every report JSON."""
+    """The checkpoint's identity and the libraries and compute environment of this run, recorded in every report JSON.
+
+    ``environment`` (:func:`~flint_analysis.runtime.compute_environment` on the model's device) says why two
+    runs with the same seed can differ in their last digits: torch build, CPU capability, threads, device.
+    """
+    device = next((p.device for p in checkpoint.model.parameters()), None)
     return {
         "checkpoint": {
             "path": str(checkpoint.path) if checkpoint.path else None,
@@ -25,28 +32,55 @@ def provenance(checkpoint: Checkpoint) -> dict[str, Any]:
         "dataset": {"name": checkpoint.dataset.name, "class_names": list(checkpoint.dataset.class_names),
                     "value_range": list(checkpoint.dataset.value_range)},
         "versions": library_versions(),
+        "environment": compute_environment(device),
     }
 
 
-def check_output_folder(target: Path, json_name: str, sha256: str | None, force: bool) -> None:
-    """Refuse to replace anything but an empty folder or a report of the same checkpoint.
+_WRITER_MODULES = {"global.json": "global_report", "local.json": "local_report", "metrics.json": "metrics_report",
+                   "disagreement.json": "disagreement_report"}
+
+
+def report_layout(json_name: str) -> OutputLayout:
+    """The :class:`OutputLayout` (every name it writes) of the report kind whose JSON file is ``json_name``."""
+    return importlib.import_module(f"flint_analysis.report_writers.{_WRITER_MODULES[json_name]}").LAYOUT
+
+
+def check_output_folder(target: Path, json_name: str, sha256: str | None, force: bool, layout: OutputLayout | None = None) -> None:
+    """Refuse to replace anything but an empty folder or a report of the same checkpoint that holds only its own files.
+
+    A report folder is replaced as a whole, so the rule is strict: a folder that holds anything its report kind
+    does not write (see ``LAYOUT`` of each writer: exact names and patterns, no links) is refused, ``--force`` or
+    not, and nothing in it is touched. Stale leftovers of killed runs beside ``target`` are removed first (see
+    :func:`flint_analysis.atomic_output.remove_stale_leftovers`).
 
     Raises:
-        OutputError: ``target`` is a file; or a non-empty folder that is not a flint-analysis report of
-            this kind; or a report of another checkpoint and ``force`` is false.
+        OutputError: ``target`` is a file, a dangling link, below a file or the current folder; or a non-empty
+            folder with files this report kind does not write; or a report of another checkpoint (or an
+            incomplete one, without ``json_name``) and ``force`` is false; or it cannot be read.
     """
-    if not target.exists():
+    layout = layout or report_layout(json_name)
+    path = resolve_output_folder(target)
+    remove_stale_leftovers(path)
+    if not path.exists():
         return
-    if not target.is_dir():
-        raise OutputError(f"output path {target} is a file; give a directory path (-o DIR)")
-    if not any(target.iterdir()):
+    try:
+        foreign = layout.foreign_entries(path)
+        empty = not any(path.iterdir())
+    except OSError as error:
+        raise OutputError(f"cannot read output folder {target}: {describe_os_error(error)}; choose another folder with -o") from None
+    if foreign:
+        raise OutputError(foreign_message(Path(target), layout, foreign))
+    if empty:
         return
-    marker = target / json_name
+    marker = path / json_name
     if not marker.is_file():
-        raise OutputError(f"{target} exists and is not a flint-analysis report folder (no {json_name}); choose a new or empty folder with -o")
+        if force:
+            return
+        raise OutputError(f"{target} holds an incomplete {layout.kind} report (no {json_name}, e.g. left by an interrupted "
+                          "run of an older version); pass --force to replace it or choose another folder with -o")
     try:
         recorded = json.loads(marker.read_text()).get("checkpoint", {}).get("sha256")
-    except (json.JSONDecodeError, AttributeError, OSError):
+    except (json.JSONDecodeError, AttributeError, OSError, UnicodeDecodeError):
         recorded = None
     if recorded != sha256 and not force:
         raise OutputError(

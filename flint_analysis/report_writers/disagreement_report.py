@@ -13,7 +13,7 @@ import numpy as np
 from flint_analysis.checkpoint import Checkpoint
 from flint_analysis.datasets import ImageDataset
 from flint_analysis.disagreement import CATEGORIES, ClassDepth, DepthConfig, DisagreementAnalysis, separation
-from flint_analysis.atomic_output import atomic_directory, write_json
+from flint_analysis.atomic_output import OutputLayout, atomic_directory, write_json
 from flint_analysis.plots import save_figure
 from flint_analysis.plots.disagreement_plots import plot_depth_summary, plot_depths, plot_worst_cases
 from flint_analysis.report_writers.common import check_output_folder, header, provenance
@@ -22,6 +22,11 @@ from flint_analysis.report_writers.html import escape, image, link, page, table
 SCHEMA = "flint-analysis/disagreement"
 SCHEMA_VERSION = 1
 JSON_NAME = "disagreement.json"
+LAYOUT = OutputLayout(
+    kind="disagreement", marker=JSON_NAME,
+    files=frozenset({JSON_NAME, "index.html", "worst-cases.png", "depth-per-class.png", "depth-summary.png"}),
+)
+"""Everything :func:`write_disagreement_report` writes: a folder holding anything else is refused."""
 
 
 def _depth_data(depths: list[ClassDepth], config: DepthConfig, names: list[str]) -> dict[str, Any]:
@@ -118,9 +123,13 @@ def format_counts(data: dict[str, Any]) -> str:
 def write_disagreement_report(analysis: DisagreementAnalysis, checkpoint: Checkpoint, split: str, data_split: ImageDataset,
                               depths: list[ClassDepth] | None, depth_config: DepthConfig | None, output_dir: str | Path,
                               worst_per_class: int = 8, force: bool = False) -> dict[str, Any]:
-    """Write the report atomically and return the JSON data."""
+    """Write the report atomically and return the JSON data.
+
+    ``output_dir`` must be new, empty, or hold only a disagreement report (:data:`LAYOUT`) of this checkpoint (of
+    any with ``force``); this is checked first and again when the new folder is moved into place.
+    """
     output_dir = Path(output_dir)
-    check_output_folder(output_dir, JSON_NAME, checkpoint.sha256, force)
+    check_output_folder(output_dir, JSON_NAME, checkpoint.sha256, force, LAYOUT)
     names = list(checkpoint.dataset.class_names)
     data = disagreement_report_data(analysis, checkpoint, split, depths, depth_config, worst_per_class)
     worst_rows = []
@@ -133,7 +142,8 @@ def write_disagreement_report(analysis: DisagreementAnalysis, checkpoint: Checkp
             worst_rows.append((c, images, titles))
     if not worst_rows:
         data["figures"]["worst_cases"] = None
-    with atomic_directory(output_dir) as staging:
+    check = lambda target: check_output_folder(target, JSON_NAME, checkpoint.sha256, force, LAYOUT)  # noqa: E731
+    with atomic_directory(output_dir, LAYOUT, check) as staging:
         if worst_rows:
             save_figure(plot_worst_cases(worst_rows, names, checkpoint.dataset.value_range, analysis.k), staging / "worst-cases.png")
         if data["depth"] and depths:

@@ -12,7 +12,7 @@ from typing import Any
 
 from flint_analysis.checkpoint import Checkpoint
 from flint_analysis.global_interpretation import GlobalInterpretation, PairAnalysis
-from flint_analysis.atomic_output import atomic_directory, write_json
+from flint_analysis.atomic_output import OutputLayout, atomic_directory, write_json
 from flint_analysis.plots import save_figure
 from flint_analysis.plots.global_plots import (
     plot_attribute_overview,
@@ -26,6 +26,12 @@ from flint_analysis.report_writers.html import Raw, escape, image, link, page, t
 SCHEMA = "flint-analysis/global"
 SCHEMA_VERSION = 1
 JSON_NAME = "global.json"
+LAYOUT = OutputLayout(
+    kind="global", marker=JSON_NAME,
+    files=frozenset({JSON_NAME, "index.html", "relevance_heatmap.png", "sample_relevance.png", "attribute_overview.png"}),
+    folders=(("classes", OutputLayout(kind="global", file_patterns=(r"class-[0-9]{2,}-[a-z0-9]+(?:-[a-z0-9]+)*\.png",))),),
+)
+"""Everything :func:`write_global_report` writes (see :func:`class_figure_name`): a folder holding anything else is refused."""
 
 
 def class_figure_name(class_index: int, class_name: str) -> str:
@@ -159,12 +165,17 @@ def _class_groups(result: GlobalInterpretation) -> dict[int, list[PairAnalysis]]
 
 
 def write_global_report(result: GlobalInterpretation, checkpoint: Checkpoint, output_dir: str | Path, force: bool = False) -> dict[str, Any]:
-    """Write the whole report into ``output_dir`` atomically and return the JSON data."""
+    """Write the whole report into ``output_dir`` atomically and return the JSON data.
+
+    ``output_dir`` must be new, empty, or hold only a global report (:data:`LAYOUT`) of this checkpoint (of any
+    with ``force``); this is checked first and again when the new folder is moved into place.
+    """
     output_dir = Path(output_dir)
-    check_output_folder(output_dir, JSON_NAME, checkpoint.sha256, force)
+    check_output_folder(output_dir, JSON_NAME, checkpoint.sha256, force, LAYOUT)
     spec = checkpoint.dataset
     data = global_report_data(result, checkpoint)
-    with atomic_directory(output_dir) as staging:
+    check = lambda target: check_output_folder(target, JSON_NAME, checkpoint.sha256, force, LAYOUT)  # noqa: E731
+    with atomic_directory(output_dir, LAYOUT, check) as staging:
         (staging / "classes").mkdir()
         save_figure(plot_relevance_heatmap(result.relevance, result.pairs, spec.class_names, result.config.threshold),
                     staging / "relevance_heatmap.png")

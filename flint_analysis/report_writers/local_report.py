@@ -10,12 +10,14 @@ import json
 import os
 import re
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from flint_analysis.checkpoint import Checkpoint
-from flint_analysis.atomic_output import atomic_directory, atomic_write_bytes, write_json
+from flint_analysis.errors import InputError
+from flint_analysis.atomic_output import OutputLayout, atomic_directory, atomic_write_bytes, write_json
 from flint_analysis.local_interpretation import LocalConfig, LocalExplanation
 from flint_analysis.plots import save_figure
 from flint_analysis.plots.local_plots import plot_local_explanation
@@ -26,6 +28,15 @@ SCHEMA = "flint-analysis/local"
 INDEX_SCHEMA = "flint-analysis/local-index"
 SCHEMA_VERSION = 1
 INDEX_NAME = "local.json"
+SAMPLE_FILES = ("report.png", "report.json", "report.html")
+SAMPLE_FOLDER = r"(?:(?:train|test)-[0-9]{5,}|image-[a-z0-9]+(?:-[a-z0-9]+)*)(?:-class-[0-9]+)?"
+"""The names :meth:`SampleSource.identifier` gives sample folders (never ``..``, ``/`` or hidden)."""
+LAYOUT = OutputLayout(
+    kind="local", marker=INDEX_NAME, files=frozenset({INDEX_NAME, "index.html"}),
+    folders=((SAMPLE_FOLDER, OutputLayout(kind="local", marker="report.json", files=frozenset(SAMPLE_FILES), required=("report.json",))),),
+)
+"""Everything :func:`write_local_reports` writes: ``local.json``, ``index.html`` and sample folders (named like
+:data:`SAMPLE_FOLDER`, holding ``report.json`` and only :data:`SAMPLE_FILES`); a folder holding anything else is refused."""
 
 
 @dataclass(frozen=True)
@@ -44,21 +55,97 @@ class SampleSource:
         return {"kind": "image" if self.path else "dataset", "split": self.split, "index": self.index, "path": self.path}
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _global_report_problem(folder: Path, data: dict[str, Any]) -> str | None:
+    """What is wrong with the parts of a ``global.json`` that local reports read (``None``: nothing)."""
+    pairs = data.get("pairs")
+    if not isinstance(pairs, list):
+        return "'pairs' is not a list"
+    try:
+        root = folder.resolve()
+    except (OSError, RuntimeError):
+        return f"cannot resolve {folder}"
+    for k, pair in enumerate(pairs):
+        where = f"pairs[{k}]"
+        if not isinstance(pair, dict):
+            return f"{where} is not an object"
+        for key, check, kind in (("attribute", _is_int, "an integer"), ("class", _is_int, "an integer"),
+                                 ("class_name", lambda v: isinstance(v, str), "a string"), ("relevance", _is_number, "a number")):
+            if not check(pair.get(key)):
+                return f"{where}.{key} is missing or not {kind}"
+        if "figure" not in pair:
+            return f"{where} has no 'figure'"
+        figure = pair["figure"]
+        if figure is not None:
+            if not isinstance(figure, str) or not figure:
+                return f"{where}.figure is neither null nor a file name"
+            try:
+                inside = not Path(figure).is_absolute() and "\\" not in figure and (root / figure).resolve().is_relative_to(root)
+            except (OSError, RuntimeError, ValueError):
+                inside = False
+            if not inside:
+                return f"{where}.figure {figure[:60]!r} points outside {folder}"
+        mas = pair.get("mas")
+        if not isinstance(mas, list):
+            return f"{where}.mas is not a list"
+        for m, sample in enumerate(mas):
+            am_pi = sample.get("am_pi") if isinstance(sample, dict) else None
+            if not (isinstance(sample, dict) and _is_int(sample.get("index")) and _is_number(sample.get("activation"))
+                    and isinstance(am_pi, dict) and _is_number(am_pi.get("final_activation"))):
+                return f"{where}.mas[{m}] lacks an integer index, a numeric activation or am_pi.final_activation"
+    return None
+
+
 def find_global_report(checkpoint: Checkpoint, global_dir: str | Path | None) -> tuple[Path, dict[str, Any]] | None:
     """The global report of the same checkpoint: ``global_dir``, else next to the checkpoint.
 
-    Returns ``None`` when there is none whose ``global.json`` records this checkpoint's SHA-256.
+    Returns ``None`` when there is none whose ``global.json`` records this checkpoint's SHA-256. Found next
+    to the checkpoint, an unreadable or malformed ``global.json`` (wrong types, a figure outside its folder)
+    is skipped with a note on stderr.
+
+    Raises:
+        InputError: ``global_dir`` was given and holds no valid global report of this checkpoint.
     """
+    explicit = bool(global_dir)
     candidates = [Path(global_dir)] if global_dir else []
     if checkpoint.path is not None and not global_dir:
         candidates += [checkpoint.path.parent / f"{checkpoint.path.stem}-global", checkpoint.path.parent / "global"]
     for folder in candidates:
+        path = folder / "global.json"
+        problem = None
         try:
-            data = json.loads((folder / "global.json").read_text())
-        except (OSError, json.JSONDecodeError):
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            if explicit:
+                raise InputError(f"--global-dir {folder} holds no global.json; run flint-analyze global first, or leave out --global-dir") from None
             continue
-        if data.get("checkpoint", {}).get("sha256") == checkpoint.sha256:
+        except (OSError, ValueError, RecursionError) as error:  # ValueError: invalid JSON or not UTF-8
+            problem = f"cannot read it ({getattr(error, 'strerror', None) or type(error).__name__})"
+            data = None
+        if problem is None:
+            recorded = data.get("checkpoint") if isinstance(data, dict) else None
+            sha256 = recorded.get("sha256") if isinstance(recorded, dict) else None
+            if not isinstance(sha256, str):
+                problem = "it records no checkpoint sha256"
+            elif sha256 != checkpoint.sha256:
+                if explicit:
+                    raise InputError(f"--global-dir {folder} is the global report of another checkpoint (sha256 {sha256[:12]}…, "
+                                     f"this one is {str(checkpoint.sha256)[:12]}…)")
+                continue
+            else:
+                problem = _global_report_problem(folder, data)
+        if problem is None:
             return folder, data
+        if explicit:
+            raise InputError(f"--global-dir: {path} is not a usable global report: {problem}; rerun flint-analyze global")
+        print(f"note: ignoring {path}: {problem}; local reports will not link to it", file=sys.stderr)
     return None
 
 
@@ -173,41 +260,83 @@ def _sample_html(data: dict[str, Any]) -> str:
     return page("FLINT local interpretation", body)
 
 
+def _kept_samples(output_dir: Path, sha256: str | None) -> dict[str, dict[str, Any]]:
+    """The index entries of ``output_dir``'s ``local.json`` whose sample folders stay: same checkpoint only.
+
+    Names read from the file are never followed: an entry is kept only if its ``id`` is a sample-folder name
+    (:data:`SAMPLE_FOLDER`), its ``folder`` is that same name, and ``output_dir/id`` is a real folder with ``report.json``.
+    """
+    try:
+        previous = json.loads((output_dir / INDEX_NAME).read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(previous, dict) or not isinstance(previous.get("checkpoint"), dict) or previous["checkpoint"].get("sha256") != sha256:
+        return {}  # replacing (with --force) the reports of another checkpoint: none of its sample folders stays
+    keep = {}
+    for sample in previous.get("samples") or []:
+        identifier = sample.get("id") if isinstance(sample, dict) else None
+        if not isinstance(identifier, str) or not re.fullmatch(SAMPLE_FOLDER, identifier) or sample.get("folder") != identifier:
+            continue
+        folder = output_dir / identifier
+        if folder.is_dir() and not folder.is_symlink() and (folder / "report.json").is_file() and not (folder / "report.json").is_symlink():
+            keep[identifier] = sample
+    return keep
+
+
+def _link_or_copy(source: Path, destination: Path) -> None:
+    try:
+        os.link(source, destination)  # files are only ever replaced by rename, never changed in place: sharing is safe
+    except OSError:
+        shutil.copy2(source, destination)
+
+
 def write_local_reports(
     explanations: list[LocalExplanation], sources: list[SampleSource], checkpoint: Checkpoint, config: LocalConfig,
     seed: int, output_dir: str | Path, global_dir: str | Path | None = None, force: bool = False,
 ) -> list[tuple[Path, dict[str, Any]]]:
-    """Write one folder per sample (each atomically) and update the folder's ``local.json``/``index.html``."""
+    """Write one folder per sample plus the folder's ``local.json``/``index.html``, all or nothing.
+
+    The new state of the whole folder is built aside: this run's sample folders, the sample folders of earlier
+    runs of the same checkpoint that ``local.json`` lists (linked, not recomputed), the index; then it replaces
+    ``output_dir`` in one swap. An interrupted or failing run leaves ``output_dir`` as it was. ``output_dir`` must be
+    new, empty, or hold only a local report (:data:`LAYOUT`) of this checkpoint (of any with ``force``).
+    """
     output_dir = Path(output_dir)
-    check_output_folder(output_dir, INDEX_NAME, checkpoint.sha256, force)
+    check_output_folder(output_dir, INDEX_NAME, checkpoint.sha256, force, LAYOUT)
     global_report = find_global_report(checkpoint, global_dir)
-    index_path = output_dir / INDEX_NAME
-    previous = json.loads(index_path.read_text()) if index_path.is_file() else {}
-    if previous.get("checkpoint", {}).get("sha256") == checkpoint.sha256:
-        keep = {s["id"]: s for s in previous.get("samples", [])}
-    else:  # replacing (with --force) the reports of another checkpoint: none of its sample folders may stay
-        keep = {}
-        for sample in previous.get("samples", []):
-            stale = output_dir / Path(sample["folder"]).name
-            if stale.is_dir() and (stale / "report.json").is_file():
-                shutil.rmtree(stale)
+    entries: dict[str, dict[str, Any]] = {}
     written = []
-    for explanation, source in zip(explanations, sources):
-        identifier = source.identifier(config.explained_class)
-        sample_dir = output_dir / identifier
-        data = local_report_data(explanation, source, checkpoint, config, seed, global_report, sample_dir)
-        with atomic_directory(sample_dir) as staging:
+
+    def check(target: Path) -> None:
+        check_output_folder(target, INDEX_NAME, checkpoint.sha256, force, LAYOUT)
+
+    def finish(staging: Path) -> None:  # under the folder lock, right before the swap: the current state of the folder
+        keep = _kept_samples(output_dir, checkpoint.sha256)
+        for identifier in keep.keys() - entries.keys():
+            (staging / identifier).mkdir()
+            for name in SAMPLE_FILES:
+                source = output_dir / identifier / name
+                if source.is_file() and not source.is_symlink():
+                    _link_or_copy(source, staging / identifier / name)
+        keep.update(entries)
+        index = {"schema": INDEX_SCHEMA, "schema_version": SCHEMA_VERSION, **provenance(checkpoint),
+                 "samples": [keep[k] for k in sorted(keep)]}
+        write_json(staging / INDEX_NAME, index)
+        rows = [[Raw(link(f"{s['folder']}/report.html", s["id"])), s["summary"][0], s["summary"][1]] for s in index["samples"]]
+        body = header("FLINT local interpretations", index) + [table(["sample", "predictions", "top attributes"], rows)]
+        atomic_write_bytes(staging / "index.html", page("FLINT local interpretations", body).encode())
+
+    with atomic_directory(output_dir, LAYOUT, check, finish) as staging:
+        for explanation, source in zip(explanations, sources):
+            identifier = source.identifier(config.explained_class)
+            sample_dir = output_dir / identifier
+            data = local_report_data(explanation, source, checkpoint, config, seed, global_report, sample_dir)
+            (staging / identifier).mkdir(exist_ok=True)
             save_figure(plot_local_explanation(explanation, checkpoint.dataset.class_names, checkpoint.dataset.value_range,
-                                               config.attribution), staging / "report.png")
-            write_json(staging / "report.json", data)
-            (staging / "report.html").write_text(_sample_html(data))
-        keep[identifier] = {"id": identifier, "folder": identifier, "summary": summary_lines(data),
-                            "agree": data["prediction"]["agree"], "sample": data["sample"]}
-        written.append((sample_dir, data))
-    index = {"schema": INDEX_SCHEMA, "schema_version": SCHEMA_VERSION, **provenance(checkpoint),
-             "samples": [keep[k] for k in sorted(keep)]}
-    write_json(index_path, index)
-    rows = [[Raw(link(f"{s['folder']}/report.html", s["id"])), s["summary"][0], s["summary"][1]] for s in index["samples"]]
-    body = header("FLINT local interpretations", index) + [table(["sample", "predictions", "top attributes"], rows)]
-    atomic_write_bytes(output_dir / "index.html", page("FLINT local interpretations", body).encode())
+                                               config.attribution), staging / identifier / "report.png")
+            write_json(staging / identifier / "report.json", data)
+            (staging / identifier / "report.html").write_text(_sample_html(data))
+            entries[identifier] = {"id": identifier, "folder": identifier, "summary": summary_lines(data),
+                                   "agree": data["prediction"]["agree"], "sample": data["sample"]}
+            written.append((sample_dir, data))
     return written

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from flint_analysis.checkpoint import Checkpoint
-from flint_analysis.atomic_output import atomic_directory, write_json
+from flint_analysis.atomic_output import OutputLayout, atomic_directory, write_json
 from flint_analysis.metrics import ModelMetrics
 from flint_analysis.plots import save_figure
 from flint_analysis.plots.metrics_plots import plot_confusion, plot_conciseness, plot_per_class_fidelity, plot_topk
@@ -21,10 +21,35 @@ from flint_analysis.report_writers.html import escape, image, link, page, table
 SCHEMA = "flint-analysis/metrics"
 SCHEMA_VERSION = 1
 JSON_NAME = "metrics.json"
+_SLUG = r"[a-z0-9]+(?:-[a-z0-9]+)*"  # what _slug() returns
+LAYOUT = OutputLayout(
+    kind="metrics", marker=JSON_NAME, files=frozenset({JSON_NAME, "index.html", "conciseness.png", "topk-fidelity.png"}),
+    file_patterns=(rf"confusion-{_SLUG}\.png", rf"per-class-fidelity-{_SLUG}\.png"),
+)
+"""Everything :func:`write_metrics_report` writes: a folder holding anything else is refused."""
 
 
 def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower() or "model"
+
+
+def figure_slugs(names: list[str]) -> list[str]:
+    """One file-name part per model, distinct even where names differ only in case or punctuation.
+
+    ``_slug`` lower-cases (so the files are distinct on case-insensitive file systems too); a slug already
+    taken by an earlier model gets ``-2``, ``-3``, ... in order, so the first keeps the plain one.
+    """
+    taken: set[str] = set()
+    slugs = []
+    for name in names:
+        base = candidate = _slug(name)
+        suffix = 2
+        while candidate in taken:
+            candidate = f"{base}-{suffix}"
+            suffix += 1
+        taken.add(candidate)
+        slugs.append(candidate)
+    return slugs
 
 
 def _metrics_dict(metrics: ModelMetrics) -> dict[str, Any]:
@@ -51,8 +76,8 @@ def metrics_report_data(models: list[tuple[str, Checkpoint, ModelMetrics]], spli
         "split": split,
         "models": [
             {"name": name, "checkpoint": provenance(checkpoint)["checkpoint"], "metrics": _metrics_dict(metrics),
-             "figures": {"confusion": f"confusion-{_slug(name)}.png", "per_class_fidelity": f"per-class-fidelity-{_slug(name)}.png"}}
-            for name, checkpoint, metrics in models
+             "figures": {"confusion": f"confusion-{slug}.png", "per_class_fidelity": f"per-class-fidelity-{slug}.png"}}
+            for (name, checkpoint, metrics), slug in zip(models, figure_slugs([name for name, _, _ in models]))
         ],
         "figures": {"conciseness": "conciseness.png", "topk_fidelity": "topk-fidelity.png"},
     }
@@ -85,12 +110,18 @@ def format_table(data: dict[str, Any]) -> str:
 
 def write_metrics_report(models: list[tuple[str, Checkpoint, ModelMetrics]], split: str, output_dir: str | Path,
                          force: bool = False) -> dict[str, Any]:
-    """Write the report atomically and return the JSON data."""
+    """Write the report atomically and return the JSON data.
+
+    ``output_dir`` must be new, empty, or hold only a metrics report (:data:`LAYOUT`) of the first checkpoint (of
+    any with ``force``); this is checked first and again when the new folder is moved into place.
+    """
     output_dir = Path(output_dir)
-    check_output_folder(output_dir, JSON_NAME, models[0][1].sha256, force)
+    sha256 = models[0][1].sha256
+    check_output_folder(output_dir, JSON_NAME, sha256, force, LAYOUT)
     data = metrics_report_data(models, split)
     names = list(models[0][1].dataset.class_names)
-    with atomic_directory(output_dir) as staging:
+    check = lambda target: check_output_folder(target, JSON_NAME, sha256, force, LAYOUT)  # noqa: E731
+    with atomic_directory(output_dir, LAYOUT, check) as staging:
         save_figure(plot_conciseness({name: m.conciseness for name, _, m in models}), staging / "conciseness.png")
         save_figure(plot_topk({name: m.topk_fidelity for name, _, m in models}), staging / "topk-fidelity.png")
         for (name, _, metrics), entry in zip(models, data["models"]):

@@ -10,9 +10,12 @@ from typing import Any
 
 from flint_analysis.checkpoint import Checkpoint, load_checkpoint
 from flint_analysis.datasets import DATASETS, load_dataset, load_dataset_for_spec
-from flint_analysis.cli_common import OneLineErrorParser, add_version, run_command
+from flint_analysis.cli_common import (
+    EXIT_INTERRUPTED, OneLineErrorParser, add_version, device_type, integer, non_negative_float, non_negative_int, positive_float,
+    positive_int, run_command, seed_type,
+)
 from flint_analysis.errors import InputError
-from flint_analysis.models import ARCHITECTURES, build_model, resolve_architecture_kwargs
+from flint_analysis.models import ARCHITECTURES, KWARG_RULES, build_model, resolve_architecture_kwargs
 from flint_analysis.runtime import resolve_device, seed_everything
 from flint_analysis.training.config import PRESETS, TrainingConfig, preset_for_dataset
 from flint_analysis.training.trainer import train
@@ -27,39 +30,47 @@ _WEIGHT_HELP = {
 }
 
 
+# J of any built-in architecture (models.KWARG_RULES is the place of truth; the architecture checks it again).
+_J_LOW = min(rules["num_attributes"].low for rules in KWARG_RULES.values())
+_J_HIGH = max(rules["num_attributes"].high for rules in KWARG_RULES.values())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineErrorParser(
         prog="flint-train",
         description="Train a FLINT predictor f with its interpreter g = h∘Φ and decoder d (Algorithm 1 of the paper).",
+        epilog=f"exit status: 0 done (or nothing left to train); 2 bad input (one line on stderr, no checkpoint written); "
+        f"{EXIT_INTERRUPTED} interrupted (Ctrl-C; the checkpoint holds the last finished epoch, if any).",
     )
     add_version(parser)
     data = parser.add_argument_group("data")
     data.add_argument("--dataset", choices=list(DATASETS), help="dataset to train on (required unless --resume)")
     data.add_argument("--data-root", help="folder holding the dataset files (default: $FLINT_DATA, then known locations)")
     data.add_argument("--download", action="store_true", help="let torchvision download MNIST/FashionMNIST if missing")
-    data.add_argument("--samples-per-class", type=int, help="quickdraw: drawings per class (default 10000, split 80/20)")
+    data.add_argument("--samples-per-class", type=integer(minimum=2), help="quickdraw: drawings per class, ≥ 2 (default 10000, split 80/20)")
     data.add_argument("--classes", nargs="+", help="quickdraw: class names (default: the paper's 10)")
     model = parser.add_argument_group("model")
     model.add_argument("--preset", choices=list(PRESETS), help="hyper-parameter preset (default: paper-mnist for mnist/fashion-mnist, paper-quickdraw for quickdraw, demo for mnist5k)")
     model.add_argument("--architecture", choices=list(ARCHITECTURES), help="architecture (default: the preset's)")
-    model.add_argument("--num-attributes", type=int, help="J, the number of attributes (default: the architecture's)")
+    model.add_argument("--num-attributes", type=integer(_J_LOW, _J_HIGH),
+                       help=f"J, the number of attributes, {_J_LOW} to {_J_HIGH} (default: the architecture's)")
     model.add_argument("--attribute-activation", choices=["leaky_relu", "relu"], help="Φ's output non-linearity (default: the architecture's)")
     hyper = parser.add_argument_group("training (defaults: the preset's)")
-    hyper.add_argument("--epochs", type=int)
-    hyper.add_argument("--batch-size", type=int)
-    hyper.add_argument("--lr", dest="learning_rate", type=float, help="Adam learning rate")
+    hyper.add_argument("--epochs", type=positive_int, help="number of epochs, ≥ 1 (with --resume: the new total)")
+    hyper.add_argument("--batch-size", type=positive_int, help="mini-batch size, ≥ 1")
+    hyper.add_argument("--lr", dest="learning_rate", type=positive_float, help="Adam learning rate, finite and > 0")
     for name, text in _WEIGHT_HELP.items():
-        hyper.add_argument(f"--{name}", type=float, help=text)
-    hyper.add_argument("--interpretability-start-epoch", type=int, help="0-based epoch that switches on β, δ, η (Algorithm 1: 2)")
-    hyper.add_argument("--entropy-start-epoch", type=int, help="0-based epoch that switches on ζ, μ (Algorithm 1: 3)")
+        hyper.add_argument(f"--{name}", type=non_negative_float, help=f"{text}; finite, ≥ 0")
+    hyper.add_argument("--interpretability-start-epoch", type=non_negative_int, help="0-based epoch that switches on β, δ, η (Algorithm 1: 2)")
+    hyper.add_argument("--entropy-start-epoch", type=non_negative_int, help="0-based epoch that switches on ζ, μ (Algorithm 1: 3)")
     hyper.add_argument("--l1-reduction", choices=["sum", "mean"], help="‖Φ‖₁ summed over attributes (paper) or averaged (authors' code)")
     hyper.add_argument("--baseline", action="store_true", help="train f alone (β = γ = δ = 0): the paper's BASE-f")
     run = parser.add_argument_group("run")
     run.add_argument("-o", "--output", help="checkpoint path to write (default: runs/<dataset>/ckpt.pt; with --resume, the resumed file)")
     run.add_argument("--resume", metavar="CKPT", help="continue the run saved in CKPT (its settings; --epochs may extend it)")
     run.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint at --output")
-    run.add_argument("--seed", type=int, default=0, help="seed of initialisation, shuffling and dropout (default 0)")
-    run.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    run.add_argument("--seed", type=seed_type, default=0, help="seed of initialisation, shuffling and dropout, 0 ≤ seed < 2**63 (default 0)")
+    run.add_argument("--device", type=device_type, default="auto", help="auto (default), cpu, cuda or cuda:N")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
@@ -104,8 +115,26 @@ def _new_checkpoint(args: argparse.Namespace) -> tuple[Checkpoint, TrainingConfi
     return checkpoint, config, bundle
 
 
+def _checked_output(args: argparse.Namespace) -> Path:
+    """The checkpoint path to write, refused before anything is loaded when it cannot or must not be written."""
+    if args.resume is None and args.dataset is None:
+        raise InputError("give --dataset NAME (or --resume CKPT)")
+    output = Path(args.output or args.resume or f"runs/{args.dataset}/ckpt.pt")
+    if output.is_dir():
+        raise InputError(f"output {output} is a directory; give a file path such as {output / 'ckpt.pt'}")
+    blocking = next((parent for parent in output.parents if parent.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        raise InputError(f"output {output} cannot be written: {blocking} is a file, not a folder")
+    resuming_in_place = args.resume is not None and output.resolve() == Path(args.resume).resolve()
+    if output.exists() and not resuming_in_place and not args.overwrite:
+        hint = f"continue it with --resume {output} or replace it with --overwrite" if not args.resume else "replace it with --overwrite or choose another -o"
+        raise InputError(f"{output} exists; {hint}")
+    return output
+
+
 def _run(args: argparse.Namespace, state: dict[str, Any]) -> int:
     device = resolve_device(args.device)
+    output = _checked_output(args)
     if args.resume:
         checkpoint = load_checkpoint(args.resume, device="cpu")
         if not checkpoint.resume:
@@ -113,18 +142,10 @@ def _run(args: argparse.Namespace, state: dict[str, Any]) -> int:
         config = _config_from_args(args, TrainingConfig.from_dict(checkpoint.training["config"]))
         seed = int(checkpoint.training["seed"])
         bundle = load_dataset_for_spec(checkpoint.dataset, data_root=args.data_root, download=args.download)
-        output = Path(args.output or args.resume)
         checkpoint.model.train()
     else:
         checkpoint, config, bundle = _new_checkpoint(args)
         seed = args.seed
-        output = Path(args.output or f"runs/{args.dataset}/ckpt.pt")
-    if output.is_dir():
-        raise InputError(f"output {output} is a directory; give a file path such as {output / 'ckpt.pt'}")
-    resuming_in_place = args.resume is not None and output.resolve() == Path(args.resume).resolve()
-    if output.exists() and not resuming_in_place and not args.overwrite:
-        hint = f"continue it with --resume {output} or replace it with --overwrite" if not args.resume else "replace it with --overwrite or choose another -o"
-        raise InputError(f"{output} exists; {hint}")
     if checkpoint.epochs_completed >= config.epochs:
         print(f"{output}: all {config.epochs} epochs are done; raise --epochs to train further")
         return 0
