@@ -55,11 +55,11 @@ def main() -> None:
           f"{torch.get_num_threads()} torch threads")
 
     started = time.perf_counter()
-    batched = am_pi(head, images, attributes, config, directions)
+    batched = am_pi(head, images, attributes, directions, config=config)
     batched_seconds = time.perf_counter() - started
 
     started = time.perf_counter()
-    singles = [am_pi(head, images[b : b + 1], attributes[b : b + 1], config, directions[b : b + 1]) for b in range(len(indices))]
+    singles = [am_pi(head, images[b : b + 1], attributes[b : b + 1], directions[b : b + 1], config=config) for b in range(len(indices))]
     single_seconds = time.perf_counter() - started
 
     single_images = torch.cat([s.images for s in singles])
@@ -81,8 +81,8 @@ def main() -> None:
         model64 = load_checkpoint(args.checkpoint).model.double()
         head64 = AttributeHead(model64)
         x64 = images[:n].double()
-        together = am_pi(head64, x64, attributes[:n], config, directions[:n].double())
-        alone = torch.cat([am_pi(head64, x64[b : b + 1], attributes[b : b + 1], config, directions[b : b + 1].double()).images
+        together = am_pi(head64, x64, attributes[:n], directions[:n].double(), config=config)
+        alone = torch.cat([am_pi(head64, x64[b : b + 1], attributes[b : b + 1], directions[b : b + 1].double(), config=config).images
                            for b in range(n)])
         print(f"float64, first {n} runs          : largest |difference| batched vs single {float((alone - together.images).abs().max()):.2e}")
 

@@ -30,10 +30,10 @@ from dataclasses import asdict, dataclass
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from flint_analysis.errors import InputError
-from flint_analysis.models import eval_mode
+from flint_analysis.models import AttributeHead, FlintModel, eval_mode
+from flint_analysis.progress import ProgressBar, progress_bar
 
 
 @dataclass(frozen=True)
@@ -118,7 +118,7 @@ def _activation(attribute_fn: nn.Module, images: Tensor, attribute_indices: Tens
 
 
 def _optimise(
-    attribute_fn: nn.Module, start: Tensor, attribute_indices: Tensor, directions: Tensor, config: AmPiConfig, bar: tqdm
+    attribute_fn: nn.Module, start: Tensor, attribute_indices: Tensor, directions: Tensor, config: AmPiConfig, bar: ProgressBar
 ) -> Tensor:
     x = start.clone().requires_grad_(True)
     optimizer = torch.optim.Adam([x], lr=config.learning_rate)
@@ -139,26 +139,31 @@ def _optimise(
 
 
 def am_pi(
-    attribute_fn: nn.Module,
+    model: nn.Module,
     samples: Tensor,
     attribute_indices: Tensor,
-    config: AmPiConfig = AmPiConfig(),
     directions: Tensor | None = None,
+    *,
+    config: AmPiConfig = AmPiConfig(),
     batch_size: int | None = None,
     progress: bool = False,
 ) -> AmPiResult:
     """Run AM+PI for ``B`` (sample, attribute) pairs, batched.
 
+    Same call shape as the other attribute tools (:mod:`flint_analysis.attribute_tools`).
+
     Args:
-        attribute_fn: module mapping ``(B, C, H, W)`` inputs to ``(B, J)`` attributes, e.g.
-            ``AttributeHead(model)``; evaluated in eval mode, its mode restored afterwards.
+        model: a :class:`~flint_analysis.models.FlintModel` (its attributes ``Φ(x^I)`` are used), or any
+            module mapping ``(B, C, H, W)`` inputs to ``(B, J)`` attributes; evaluated in eval mode, its
+            mode restored afterwards.
         samples: ``(B, C, H, W)`` the maximum activating samples (initialisation is ``init_scale · x``).
         attribute_indices: ``(B,)`` the attribute ``j_b`` to maximise for each sample.
-        config: hyper-parameters.
         directions: ``(B,)`` of ±1, maximise ``directions[b] · φ_{j_b}`` (default all +1).
+        config: hyper-parameters.
         batch_size: runs optimised together (all at once if ``None``); any value gives the same result.
         progress: show a progress bar over the optimisation steps.
     """
+    attribute_fn = AttributeHead(model) if isinstance(model, FlintModel) else model
     if samples.ndim != 4 or attribute_indices.shape != samples.shape[:1]:
         raise InputError(f"am_pi needs (B, C, H, W) samples and (B,) attribute indices, got {tuple(samples.shape)} and {tuple(attribute_indices.shape)}")
     total = samples.shape[0]
@@ -168,8 +173,8 @@ def am_pi(
     chunk = total if batch_size is None else max(1, batch_size)
     images, initial, final = [], [], []
     with eval_mode(attribute_fn):
-        with tqdm(total=config.steps * -(-total // chunk) if total else 0, desc="AM+PI", unit="step",
-                  disable=not progress, leave=False) as bar:
+        with progress_bar(desc="AM+PI", total=config.steps * -(-total // chunk) if total else 0, unit="step",
+                          enabled=progress) as bar:
             for begin in range(0, total, chunk):
                 start = config.init_scale * samples[begin : begin + chunk].detach()
                 indices = attribute_indices[begin : begin + chunk]

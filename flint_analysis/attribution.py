@@ -8,22 +8,26 @@ for the ResNet-based one. Each method is a Captum class applied to :class:`Attri
 - ``gradient``: ``captum.attr.Saliency`` with ``abs=False``, the signed ``∂φ_j/∂x``;
 - ``guided-backprop``: ``captum.attr.GuidedBackprop``; it overrides the backward pass of ``nn.ReLU``
   modules only, which is why the architectures use ReLU modules (Φ's LeakyReLU is not guided);
-- ``integrated-gradients``: ``captum.attr.IntegratedGradients`` from a black image;
+- ``integrated-gradients``: ``captum.attr.IntegratedGradients`` from a constant image (settings
+  ``baseline``, default 0, and ``n_steps``, default 50);
 - ``input-x-gradient``: ``captum.attr.InputXGradient``.
 
 With ``directions`` (−1 for pairs relevant through negative φ_j) the map explains ``−φ_j`` instead,
 through :class:`~flint_analysis.models.SignedAttributeHead`.
 
-Captum removes its hooks when it returns and only differentiates with respect to the inputs, so the
+Each method is an :class:`AttributionMethod` record in :data:`ATTRIBUTION_METHODS`; adding one is one
+entry there. Captum removes its hooks when it returns and only differentiates with respect to the inputs, so the
 model is left exactly as it was (mode, hooks, parameters and their gradients).
 """
 
 from __future__ import annotations
 
+import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from captum.attr import GuidedBackprop, InputXGradient, IntegratedGradients, Saliency
@@ -33,65 +37,119 @@ from flint_analysis.errors import InputError
 from flint_analysis.models import FlintModel, SignedAttributeHead, eval_mode
 
 
-def _saliency(head: SignedAttributeHead, x: Tensor, targets: list[int]) -> Tensor:
-    return Saliency(head).attribute(x, target=targets, abs=False)
+@dataclass(frozen=True)
+class AttributionMethod:
+    """A registered input-attribution method: the Captum class that computes it and its settings.
+
+    Attributes:
+        name: registry name (``--attribution``).
+        captum_class: the Captum class applied to the signed attribute head.
+        settings: keyword arguments of ``captum_class(...).attribute`` with their defaults; a caller may
+            override any of them (and only them).
+        description: how the map is computed, as recorded in reports.
+    """
+
+    name: str
+    captum_class: type
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+    def resolve_settings(self, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The method's settings with ``overrides`` applied; an unknown or invalid setting is an :class:`InputError`."""
+        overrides = dict(overrides or {})
+        unknown = sorted(set(overrides) - set(self.settings))
+        if unknown:
+            allowed = ", ".join(self.settings) or "none"
+            raise InputError(f"attribution method {self.name!r} has no setting {unknown[0]!r} (settings: {allowed})")
+        resolved = {**self.settings, **overrides}
+        if "n_steps" in resolved and (not isinstance(resolved["n_steps"], int) or not 1 <= resolved["n_steps"] <= 10_000):
+            raise InputError(f"{self.name}: n_steps must be an integer from 1 to 10000, got {resolved['n_steps']!r}")
+        if "baseline" in resolved and not (isinstance(resolved["baseline"], (int, float)) and math.isfinite(resolved["baseline"])):
+            raise InputError(f"{self.name}: baseline must be a finite number (a constant image), got {resolved['baseline']!r}")
+        return resolved
+
+    def attribute(self, head: SignedAttributeHead, x: Tensor, targets: list[int], settings: Mapping[str, Any]) -> Tensor:
+        """Captum's attribution of ``head``'s outputs ``targets`` with respect to ``x``."""
+        arguments = dict(settings)
+        if "baseline" in arguments:
+            arguments["baselines"] = torch.full_like(x, float(arguments.pop("baseline")))
+        return self.captum_class(head).attribute(x, target=targets, **arguments)
+
+    def to_dict(self, settings: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """JSON-ready record of the method and the settings a run used."""
+        return {"name": self.name, "captum": self.captum_class.__name__, "settings": self.resolve_settings(settings),
+                "target": "attribute φ_j"}
 
 
-def _guided_backprop(head: SignedAttributeHead, x: Tensor, targets: list[int]) -> Tensor:
-    return GuidedBackprop(head).attribute(x, target=targets)
+ATTRIBUTION_METHODS: Mapping[str, AttributionMethod] = MappingProxyType({
+    method.name: method
+    for method in (
+        AttributionMethod("gradient", Saliency, {"abs": False}, "the signed gradient ∂φ_j/∂x"),
+        AttributionMethod("guided-backprop", GuidedBackprop, {}, "guided backpropagation through every nn.ReLU"),
+        AttributionMethod("integrated-gradients", IntegratedGradients, {"n_steps": 50, "baseline": 0.0},
+                          "integrated gradients from a constant image (baseline), n_steps Riemann steps"),
+        AttributionMethod("input-x-gradient", InputXGradient, {}, "input times gradient"),
+    )
+})
 
 
-def _integrated_gradients(head: SignedAttributeHead, x: Tensor, targets: list[int]) -> Tensor:
-    return IntegratedGradients(head).attribute(x, baselines=torch.zeros_like(x), target=targets, n_steps=50)
+def attribution_method(name: str) -> AttributionMethod:
+    """The registered method ``name``; an unknown name is an :class:`InputError` listing the known ones."""
+    if name not in ATTRIBUTION_METHODS:
+        raise InputError(f"unknown attribution method {name!r}; use one of {', '.join(ATTRIBUTION_METHODS)}")
+    return ATTRIBUTION_METHODS[name]
 
 
-def _input_x_gradient(head: SignedAttributeHead, x: Tensor, targets: list[int]) -> Tensor:
-    return InputXGradient(head).attribute(x, target=targets)
+@dataclass(frozen=True)
+class AttributionMaps:
+    """Attribution maps of ``B`` runs.
 
+    Attributes:
+        maps: ``(B, C, H, W)`` signed maps of ``directions · φ_j`` with respect to the input.
+        method: the registry name of the method.
+        settings: the settings the method ran with.
+    """
 
-ATTRIBUTION_METHODS: Mapping[str, Callable[[SignedAttributeHead, Tensor, list[int]], Tensor]] = MappingProxyType(
-    {
-        "gradient": _saliency,
-        "guided-backprop": _guided_backprop,
-        "integrated-gradients": _integrated_gradients,
-        "input-x-gradient": _input_x_gradient,
-    }
-)
+    maps: Tensor
+    method: str
+    settings: Mapping[str, Any]
 
-_PAPER_DEFAULTS = MappingProxyType({"lenet": "gradient", "resnet18": "guided-backprop"})
-
-
-def default_attribution_method(architecture: str) -> str:
-    """The paper's choice: gradient for ``lenet``, guided backpropagation for ``resnet18``."""
-    return _PAPER_DEFAULTS.get(architecture, "gradient")
+    def select(self, rows: slice | Tensor) -> AttributionMaps:
+        """The runs ``rows``, on the CPU."""
+        return AttributionMaps(self.maps[rows].cpu(), self.method, self.settings)
 
 
 def attribute_inputs(
     model: FlintModel,
     images: Tensor,
     attribute_indices: Tensor,
-    method: str = "gradient",
     directions: Tensor | None = None,
+    *,
+    method: str = "gradient",
     batch_size: int = 64,
-) -> Tensor:
-    """Attribution maps of ``φ_{j_b}`` with respect to each input ``x_b``.
+    **settings: Any,
+) -> AttributionMaps:
+    """Attribution maps of ``directions[b] · φ_{j_b}`` with respect to each input ``x_b``.
+
+    The call shape is the one every attribute tool shares (:mod:`flint_analysis.attribute_tools`):
+    ``tool(model, images, attribute_indices, directions, **settings)``.
 
     Args:
         model: the FLINT model (evaluated in eval mode; its mode is restored).
         images: ``(B, *input_shape)`` inputs.
         attribute_indices: ``(B,)`` the attribute ``j_b`` to explain for each input.
-        method: one of :data:`ATTRIBUTION_METHODS`.
         directions: ``(B,)`` of ±1: explain ``directions[b] · φ_{j_b}`` (default all +1).
+        method: one of :data:`ATTRIBUTION_METHODS`.
         batch_size: inputs per Captum call.
+        settings: the method's settings (e.g. ``n_steps=100, baseline=0.5`` for integrated gradients).
 
     Returns:
-        ``(B, *input_shape)`` attribution maps (signed).
+        :class:`AttributionMaps` with ``(B, *input_shape)`` signed maps.
     """
-    if method not in ATTRIBUTION_METHODS:
-        raise InputError(f"unknown attribution method {method!r}; use one of {', '.join(ATTRIBUTION_METHODS)}")
+    registered = attribution_method(method)
+    resolved = registered.resolve_settings(settings)
     if attribute_indices.shape != images.shape[:1]:
         raise InputError(f"{attribute_indices.shape[0]} attribute indices for {images.shape[0]} images")
-    explain = ATTRIBUTION_METHODS[method]
     head = SignedAttributeHead(model)
     targets_all = attribute_indices.detach().cpu().long().clone()
     if directions is not None:
@@ -102,12 +160,13 @@ def attribute_inputs(
         for start in range(0, images.shape[0], batch_size):
             x = images[start : start + batch_size].detach().clone().requires_grad_(True)
             targets = targets_all[start : start + batch_size].tolist()
-            maps.append(explain(head, x, targets).detach())
-    return torch.cat(maps) if maps else torch.empty_like(images)
+            maps.append(registered.attribute(head, x, targets, resolved).detach())
+    return AttributionMaps(torch.cat(maps) if maps else torch.empty_like(images), method, resolved)
 
 
-def describe_method(method: str) -> dict[str, Any]:
-    """A JSON-ready description of an attribution method (recorded in reports)."""
-    captum_class = {"gradient": "Saliency(abs=False)", "guided-backprop": "GuidedBackprop",
-                    "integrated-gradients": "IntegratedGradients(baseline=0, n_steps=50)", "input-x-gradient": "InputXGradient"}
-    return {"name": method, "captum": captum_class[method], "target": "attribute φ_j"}
+_PAPER_DEFAULTS = MappingProxyType({"lenet": "gradient", "resnet18": "guided-backprop"})
+
+
+def default_attribution_method(architecture: str) -> str:
+    """The paper's choice: gradient for ``lenet``, guided backpropagation for ``resnet18``."""
+    return _PAPER_DEFAULTS.get(architecture, "gradient")

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from flint_analysis.errors import InputError
 from flint_analysis.models import FlintModel, eval_mode
 
 
@@ -22,16 +23,39 @@ class DecoderAblation:
     without_attribute: Tensor
     difference: Tensor
 
+    def select(self, rows: slice | Tensor) -> DecoderAblation:
+        """The runs ``rows``, on the CPU."""
+        return DecoderAblation(self.with_attribute[rows].cpu(), self.without_attribute[rows].cpu(), self.difference[rows].cpu())
+
 
 @torch.no_grad()
-def decoder_ablation(model: FlintModel, attributes: Tensor, attribute_indices: Tensor) -> DecoderAblation:
-    """Decode ``attributes`` ``(B, J)`` as they are and with ``attributes[b, j_b] = 0``.
+def decoder_ablation(
+    model: FlintModel,
+    images: Tensor | None,
+    attribute_indices: Tensor,
+    directions: Tensor | None = None,
+    *,
+    attributes: Tensor | None = None,
+) -> DecoderAblation:
+    """Decode ``Φ(x_b)`` as it is and with ``φ_{j_b} = 0``.
+
+    Same call shape as the other attribute tools (:mod:`flint_analysis.attribute_tools`); ``directions``
+    is accepted for that and unused (setting φ_j to 0 does not depend on its sign).
 
     Args:
         model: the FLINT model whose decoder is used (eval mode; its mode is restored).
-        attributes: ``(B, J)`` attribute vectors ``Φ(x^I)``.
+        images: ``(B, *input_shape)`` inputs, or ``None`` when ``attributes`` are given.
         attribute_indices: ``(B,)`` the attribute ``j_b`` to remove from each vector.
+        directions: unused.
+        attributes: ``(B, J)`` the vectors ``Φ(x_b)`` when already computed (no forward pass then).
     """
+    if attributes is None:
+        if images is None:
+            raise InputError("decoder_ablation needs images or their attribute vectors")
+        with eval_mode(model):
+            attributes = model(images).attributes
+    if attribute_indices.shape != attributes.shape[:1]:
+        raise InputError(f"{attribute_indices.shape[0]} attribute indices for {attributes.shape[0]} attribute vectors")
     ablated = attributes.clone()
     ablated[torch.arange(attributes.shape[0]), attribute_indices] = 0.0
     with eval_mode(model.decoder):

@@ -18,14 +18,18 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from flint_analysis.am_pi import AmPiConfig, AmPiResult, am_pi
-from flint_analysis.attribution import ATTRIBUTION_METHODS, attribute_inputs
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+from flint_analysis.am_pi import AmPiConfig, AmPiResult
+from flint_analysis.attribute_tools import AttributeToolResults, AttributeToolsConfig, run_attribute_tools
 from flint_analysis.datasets import ImageDataset
-from flint_analysis.decoder_ablation import DecoderAblation, decoder_ablation
+from flint_analysis.decoder_ablation import DecoderAblation
 from flint_analysis.errors import InputError
 from flint_analysis.inference import ForwardPass, forward_pass
 from flint_analysis.mas import CLASS_BY, MaxActivatingSamples, max_activating_samples
-from flint_analysis.models import AttributeHead, FlintModel
+from flint_analysis.models import FlintModel
 from flint_analysis.relevance import (
     ClassAttributePair,
     ClassAttributeRelevance,
@@ -47,7 +51,9 @@ class GlobalConfig:
         mas_per_pair: maximum activating samples per pair (paper: 3).
         mas_pool: ``"subset"`` (``S_rnd``) or ``"train"`` (the whole training split).
         mas_class_by: ``"prediction"`` (g's class, as for ``r_{j,c}``) or ``"label"``.
-        attribution: a method of :data:`~flint_analysis.attribution.ATTRIBUTION_METHODS`, or ``None``.
+        attribution: a method of :data:`~flint_analysis.attribution.ATTRIBUTION_METHODS`, or ``None``
+            (the paper's choice for the architecture is :func:`~flint_analysis.models.default_attribution`).
+        attribution_settings: the method's settings (e.g. integrated gradients' ``n_steps``, ``baseline``).
         decoder: run the decoder ablation.
         am_pi: AM+PI hyper-parameters.
         classes: restrict the analysed pairs to these classes (``None``: all).
@@ -66,6 +72,7 @@ class GlobalConfig:
     decoder: bool = True
     am_pi: AmPiConfig = field(default_factory=AmPiConfig)
     classes: tuple[int, ...] | None = None
+    attribution_settings: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     overview_samples: int = 5
     relevance_plot_samples: int = 80
     seed: int = 0
@@ -78,8 +85,12 @@ class GlobalConfig:
             raise InputError(f"unknown MAS pool {self.mas_pool!r}; use one of {', '.join(MAS_POOLS)}")
         if self.mas_class_by not in CLASS_BY:
             raise InputError(f"unknown MAS class grouping {self.mas_class_by!r}; use one of {', '.join(CLASS_BY)}")
-        if self.attribution is not None and self.attribution not in ATTRIBUTION_METHODS:
-            raise InputError(f"unknown attribution method {self.attribution!r}; use one of {', '.join(ATTRIBUTION_METHODS)} or none")
+        self.tools  # noqa: B018 -- checks the attribution method and its settings
+
+    @property
+    def tools(self) -> AttributeToolsConfig:
+        """The attribute tools' part of the configuration."""
+        return AttributeToolsConfig(self.attribution, self.attribution_settings, self.decoder, self.am_pi)
 
 
 @dataclass(frozen=True)
@@ -89,20 +100,29 @@ class PairAnalysis:
     Attributes:
         mas: the pair and its maximum activating samples (``k`` of them).
         images: ``(k, *input_shape)`` the MAS images.
-        am_pi: AM+PI outputs of the ``k`` runs.
-        attribution: ``(k, *input_shape)`` attribution maps of φ_j, or ``None``.
-        decoder: decoder ablation of φ_j, or ``None``.
+        tools: AM+PI, attribution and decoder ablation of the ``k`` runs (one per MAS).
     """
 
     mas: MaxActivatingSamples
     images: Tensor
-    am_pi: AmPiResult
-    attribution: Tensor | None
-    decoder: DecoderAblation | None
+    tools: AttributeToolResults
 
     @property
     def pair(self) -> ClassAttributePair:
         return self.mas.pair
+
+    @property
+    def am_pi(self) -> AmPiResult:
+        return self.tools.am_pi
+
+    @property
+    def attribution(self) -> Tensor | None:
+        """``(k, *input_shape)`` attribution maps of φ_j, or ``None``."""
+        return None if self.tools.attribution is None else self.tools.attribution.maps
+
+    @property
+    def decoder(self) -> DecoderAblation | None:
+        return self.tools.decoder
 
 
 @dataclass(frozen=True)
@@ -155,13 +175,11 @@ def analyse_pairs(
     dataset: ImageDataset,
     pool: ForwardPass,
     mas: list[MaxActivatingSamples],
-    attribution: str | None,
-    decoder: bool,
-    am_pi_config: AmPiConfig,
+    tools: AttributeToolsConfig,
     device: torch.device,
     progress: bool = False,
 ) -> list[PairAnalysis]:
-    """Attribution, decoder ablation and AM+PI for every (pair, MAS), each as one batch.
+    """The attribute tools for every (pair, MAS), each tool run once over all of them.
 
     The attribute vectors for the decoder are taken from ``pool`` (no second forward pass).
     """
@@ -174,25 +192,12 @@ def analyse_pairs(
     images, _ = dataset.batch(indices)
     row_of = {int(index): row for row, index in enumerate(pool.indices.tolist())}
     phi = pool.attributes[torch.tensor([row_of[int(i)] for i in indices], dtype=torch.long)]
-    images_device = images.to(device)
-    ampi = am_pi(AttributeHead(model), images_device, attributes.to(device), am_pi_config, directions.to(device), progress=progress)
-    maps = attribute_inputs(model, images_device, attributes.to(device), attribution, directions).cpu() if attribution else None
-    ablation = decoder_ablation(model, phi.to(device), attributes.to(device)) if decoder else None
+    results = run_attribute_tools(model, images, attributes, directions, tools, attributes=phi, device=device, progress=progress)
     analyses, start = [], 0
     for n, m in zip(counts, mas):
         rows = slice(start, start + n)
         start += n
-        analyses.append(
-            PairAnalysis(
-                mas=m,
-                images=images[rows],
-                am_pi=ampi.select(rows),
-                attribution=None if maps is None else maps[rows],
-                decoder=None if ablation is None else DecoderAblation(
-                    ablation.with_attribute[rows].cpu(), ablation.without_attribute[rows].cpu(), ablation.difference[rows].cpu()
-                ),
-            )
-        )
+        analyses.append(PairAnalysis(mas=m, images=images[rows], tools=results.select(rows)))
     return analyses
 
 
@@ -227,7 +232,7 @@ def global_interpretation(
     relevance = class_attribute_relevance(relevances, subset.g_predictions, model.num_classes)
     pairs = select_pairs(relevance, weight, config.threshold, list(config.classes) if config.classes is not None else None)
     mas = max_activating_samples(pool, pairs, config.mas_per_pair, config.mas_class_by)
-    analyses = analyse_pairs(model, train, pool, mas, config.attribution, config.decoder, config.am_pi, device, progress)
+    analyses = analyse_pairs(model, train, pool, mas, config.tools, device, progress)
     overview = attribute_overview(pool, train, config.overview_samples)
     plotted = random_subset(len(subset), config.relevance_plot_samples, config.seed + 1)
     plotted = plotted[torch.argsort(subset.labels[plotted], stable=True)]

@@ -21,13 +21,17 @@ import torch
 from torch import Tensor
 
 from flint_analysis.agreement import rank_of_class
-from flint_analysis.am_pi import AmPiConfig, AmPiResult, am_pi
-from flint_analysis.attribution import ATTRIBUTION_METHODS, attribute_inputs
-from flint_analysis.decoder_ablation import DecoderAblation, decoder_ablation
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+from flint_analysis.am_pi import AmPiConfig, AmPiResult
+from flint_analysis.attribute_tools import AttributeToolResults, AttributeToolsConfig, run_attribute_tools
+from flint_analysis.decoder_ablation import DecoderAblation
 from flint_analysis.errors import InputError
 from flint_analysis.inference import ForwardPass
 from flint_analysis.mas import CLASS_BY
-from flint_analysis.models import AttributeHead, FlintModel, eval_mode
+from flint_analysis.models import FlintModel, eval_mode
 from flint_analysis.relevance import sample_relevance
 
 
@@ -39,6 +43,7 @@ class LocalConfig:
         top: number of most relevant attributes analysed (paper Fig. 7: 3).
         explained_class: the class ĉ to explain (``None``: g's prediction).
         attribution: a Captum method name or ``None``.
+        attribution_settings: the method's settings.
         decoder: run the decoder ablation.
         am_pi: AM+PI parameters (the sample itself is the initialisation).
         rank_class_by: training samples "of class ĉ" by g's ``"prediction"`` (default) or ``"label"``.
@@ -50,14 +55,19 @@ class LocalConfig:
     decoder: bool = True
     am_pi: AmPiConfig = field(default_factory=AmPiConfig)
     rank_class_by: str = "prediction"
+    attribution_settings: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     def __post_init__(self) -> None:
         if self.top < 1:
             raise InputError(f"--top must be at least 1, got {self.top}")
         if self.rank_class_by not in CLASS_BY:
             raise InputError(f"rank_class_by must be one of {', '.join(CLASS_BY)}")
-        if self.attribution is not None and self.attribution not in ATTRIBUTION_METHODS:
-            raise InputError(f"unknown attribution method {self.attribution!r}")
+        self.tools  # noqa: B018 -- checks the attribution method and its settings
+
+    @property
+    def tools(self) -> AttributeToolsConfig:
+        """The attribute tools' part of the configuration."""
+        return AttributeToolsConfig(self.attribution, self.attribution_settings, self.decoder, self.am_pi)
 
 
 @dataclass(frozen=True)
@@ -71,9 +81,7 @@ class AttributeExplanation:
         direction: ``sign(w_{j,ĉ})`` (−1: the attribute supports ĉ through negative values).
         rank: 1 + number of training samples of class ĉ with a larger ``direction · φ_j``.
         class_size: number of training samples of class ĉ.
-        am_pi: AM+PI run started from this sample.
-        attribution: ``(C, H, W)`` attribution map of ``direction · φ_j``, or ``None``.
-        decoder: decoder ablation (tensors ``(1, C, H, W)``), or ``None``.
+        tools: AM+PI started from this sample, attribution and decoder ablation (one run).
     """
 
     attribute: int
@@ -82,9 +90,21 @@ class AttributeExplanation:
     direction: int
     rank: int
     class_size: int
-    am_pi: AmPiResult
-    attribution: Tensor | None
-    decoder: DecoderAblation | None
+    tools: AttributeToolResults
+
+    @property
+    def am_pi(self) -> AmPiResult:
+        return self.tools.am_pi
+
+    @property
+    def attribution(self) -> Tensor | None:
+        """``(C, H, W)`` attribution map of ``direction · φ_j``, or ``None``."""
+        return None if self.tools.attribution is None else self.tools.attribution.maps[0]
+
+    @property
+    def decoder(self) -> DecoderAblation | None:
+        """Decoder ablation (tensors ``(1, C, H, W)``), or ``None``."""
+        return self.tools.decoder
 
 
 @dataclass(frozen=True)
@@ -165,10 +185,8 @@ def explain_samples(
     rows = torch.arange(images.shape[0]).repeat_interleave(top)
     attributes = top_attributes.flatten()
     directions = torch.where(weight[explained[rows], attributes] >= 0, 1.0, -1.0)
-    run_images = images[rows].to(device)
-    ampi = am_pi(AttributeHead(model), run_images, attributes.to(device), config.am_pi, directions.to(device), progress=progress)
-    maps = attribute_inputs(model, run_images, attributes.to(device), config.attribution, directions).cpu() if config.attribution else None
-    ablation = decoder_ablation(model, phi[rows].to(device), attributes.to(device)) if config.decoder else None
+    results = run_attribute_tools(model, images[rows], attributes, directions, config.tools, attributes=phi[rows],
+                                  device=device, progress=progress)
 
     reference_classes = reference.g_predictions if config.rank_class_by == "prediction" else reference.labels
     explanations = []
@@ -187,11 +205,7 @@ def explain_samples(
                     direction=s,
                     rank=int((s * members[:, j] > s * value).sum()) + 1,
                     class_size=int(members.shape[0]),
-                    am_pi=ampi.select(slice(run, run + 1)),
-                    attribution=None if maps is None else maps[run],
-                    decoder=None if ablation is None else DecoderAblation(
-                        ablation.with_attribute[run : run + 1].cpu(), ablation.without_attribute[run : run + 1].cpu(),
-                        ablation.difference[run : run + 1].cpu()),
+                    tools=results.select(slice(run, run + 1)),
                 )
             )
         explanations.append(

@@ -41,10 +41,10 @@ def test_resnet18_guided_backprop_and_am_pi_run_and_leave_the_model_untouched():
     before = {k: v.clone() for k, v in model.state_dict().items()}
     x = torch.rand(2, 1, 28, 28)
     assert default_attribution_method("resnet18") == "guided-backprop"
-    maps = attribute_inputs(model, x, torch.tensor([0, 3]), "guided-backprop")
-    plain = attribute_inputs(model, x, torch.tensor([0, 3]), "gradient")
+    maps = attribute_inputs(model, x, torch.tensor([0, 3]), method="guided-backprop").maps
+    plain = attribute_inputs(model, x, torch.tensor([0, 3]), method="gradient").maps
     assert maps.shape == x.shape and torch.isfinite(maps).all() and not torch.allclose(maps, plain)
-    result = am_pi(AttributeHead(model), x, torch.tensor([1, 2]), AmPiConfig(steps=2))
+    result = am_pi(AttributeHead(model), x, torch.tensor([1, 2]), config=AmPiConfig(steps=2))
     assert result.images.shape == x.shape
     for module in model.modules():
         assert not module._forward_hooks and not module._forward_pre_hooks and not module._backward_hooks

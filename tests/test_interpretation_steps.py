@@ -82,12 +82,12 @@ def test_captum_gradient_equals_autograd():
     model = tiny_checkpoint().model
     x = torch.rand(4, 1, 28, 28)
     targets = torch.tensor([0, 3, 5, 3])
-    maps = attribute_inputs(model, x, targets, "gradient")
+    maps = attribute_inputs(model, x, targets, method="gradient").maps
     for b in range(4):
         xb = x[b : b + 1].clone().requires_grad_(True)
         (expected,) = torch.autograd.grad(model(xb).attributes[0, targets[b]], xb)
         torch.testing.assert_close(maps[b : b + 1], expected)
-    negated = attribute_inputs(model, x, targets, "gradient", directions=torch.tensor([1, -1, 1, -1]))
+    negated = attribute_inputs(model, x, targets, torch.tensor([1, -1, 1, -1]), method="gradient").maps
     torch.testing.assert_close(negated, maps * torch.tensor([1.0, -1.0, 1.0, -1.0]).view(4, 1, 1, 1))
     assert default_attribution_method("lenet") == "gradient"
     assert default_attribution_method("resnet18") == "guided-backprop"
@@ -113,7 +113,7 @@ def test_guided_backprop_equals_the_hand_written_guided_rule_and_leaves_the_mode
     before = {k: v.clone() for k, v in model.state_dict().items()}
     x = torch.randn(5, 6)
     targets = torch.tensor([0, 1, 2, 3, 1])
-    maps = attribute_inputs(model, x, targets, "guided-backprop")
+    maps = attribute_inputs(model, x, targets, method="guided-backprop").maps
     lin1, lin2, phi = model.predictor[0], model.predictor[2], model.attributes.layer
     for b in range(5):
         z1 = lin1(x[b])
@@ -123,7 +123,7 @@ def test_guided_backprop_equals_the_hand_written_guided_rule_and_leaves_the_mode
         grad = lin2.weight.T @ grad
         grad = (z1 > 0) * grad.clamp(min=0)  # guided rule through ReLU 1
         torch.testing.assert_close(maps[b], (lin1.weight.T @ grad).detach())
-    plain = attribute_inputs(model, x, targets, "gradient")
+    plain = attribute_inputs(model, x, targets, method="gradient").maps
     assert not torch.allclose(plain, maps)  # the guided rule did something
     assert model.training
     for module in model.modules():
@@ -139,7 +139,7 @@ def test_decoder_ablation_zeroes_exactly_attribute_j():
     targets = torch.tensor([2, 0, 5])
     seen = []
     handle = model.decoder.register_forward_pre_hook(lambda m, args: seen.append(args[0].clone()))
-    result = decoder_ablation(model, phi, targets)
+    result = decoder_ablation(model, None, targets, attributes=phi)
     handle.remove()
     original, ablated = seen
     torch.testing.assert_close(original, phi)
@@ -170,10 +170,10 @@ def test_batched_am_pi_equals_single_image_runs():
     samples = torch.rand(4, 1, 28, 28, dtype=torch.float64)
     targets = torch.tensor([1, 4, 1, 0])
     config = AmPiConfig(steps=60, halve_every=20)  # crosses two learning-rate halvings
-    batched = am_pi(head, samples, targets, config)
-    chunked = am_pi(head, samples, targets, config, batch_size=3)
+    batched = am_pi(head, samples, targets, config=config)
+    chunked = am_pi(head, samples, targets, config=config, batch_size=3)
     for b in range(4):
-        single = am_pi(head, samples[b : b + 1], targets[b : b + 1], config)
+        single = am_pi(head, samples[b : b + 1], targets[b : b + 1], config=config)
         torch.testing.assert_close(batched.images[b : b + 1], single.images, rtol=0, atol=1e-10)
         torch.testing.assert_close(batched.final_activation[b], single.final_activation[0], rtol=0, atol=1e-10)
     torch.testing.assert_close(chunked.images, batched.images, rtol=0, atol=1e-10)
@@ -192,9 +192,9 @@ def test_am_pi_ascends_a_linear_attribute_at_the_expected_rate():
     head[1].weight.data = w.flatten().unsqueeze(0)
     config = AmPiConfig(lambda_tv=0.0, lambda_bo=0.0, steps=1, init_scale=1.0)
     x = torch.zeros(1, 1, 3, 3, dtype=torch.float64)
-    result = am_pi(head, x, torch.tensor([0]), config)
+    result = am_pi(head, x, torch.tensor([0]), config=config)
     torch.testing.assert_close(result.images, 0.05 * torch.sign(w), rtol=0, atol=1e-6)
     assert bool(result.raised[0]) and float(result.gain[0]) == pytest.approx(0.05 * float(w.abs().sum()), rel=1e-5)
-    down = am_pi(head, x, torch.tensor([0]), config, directions=torch.tensor([-1.0]))
+    down = am_pi(head, x, torch.tensor([0]), torch.tensor([-1.0]), config=config)
     torch.testing.assert_close(down.images, -0.05 * torch.sign(w), rtol=0, atol=1e-6)
     assert bool(down.raised[0]) and float(down.final_activation[0]) < 0

@@ -11,7 +11,8 @@ from matplotlib.figure import Figure
 
 from flint_analysis.global_interpretation import AttributeOverview, PairAnalysis
 from flint_analysis.relevance import ClassAttributePair, ClassAttributeRelevance
-from flint_analysis.plots.style import ACCENT_COLOR, FAILURE_COLOR, FONT_SIZE, new_figure, plain_text, show_image
+from flint_analysis.plots.style import ACCENT_COLOR, FONT_SIZE, new_figure, plain_text, show_image
+from flint_analysis.plots.tool_panels import draw_panels, tool_panel_names, tool_panels
 from torch import Tensor
 
 
@@ -79,10 +80,7 @@ def plot_class_grid(
     analyses: Sequence[PairAnalysis], class_names: Sequence[str], value_range: tuple[float, float], attribution_name: str | None
 ) -> Figure:
     """One row per class-attribute pair of a class; per MAS: input, AM+PI, attribution, decoder pair."""
-    has_attribution = analyses[0].attribution is not None
-    per_mas = ["input", "AM+PI"] + ([attribution_name or "attribution"] if has_attribution else [])
-    if analyses[0].decoder is not None:
-        per_mas += ["d(Φ)", "d(Φ), φ_j=0"]
+    per_mas = ["input"] + tool_panel_names(analyses[0].tools, attribution_name, difference=False)
     n_mas = max(len(a.mas.indices) for a in analyses)
     columns = n_mas * len(per_mas)
     figure = new_figure(0.9 + 1.05 * columns, 0.35 + 1.3 * len(analyses))
@@ -99,18 +97,7 @@ def plot_class_grid(
             label = int(analysis.mas.labels[k])
             note = "" if label == pair.class_index else f" (label {class_names[label]})"
             show_image(axes[0], analysis.images[k], "input", value_range, f"#{int(analysis.mas.indices[k])} φ={phi:.2f}{note}")
-            before, after = float(analysis.am_pi.initial_activation[k]), float(analysis.am_pi.final_activation[k])
-            raised = bool(analysis.am_pi.raised[k])
-            show_image(axes[1], analysis.am_pi.images[k], "am_pi", value_range,
-                       f"φ {before:.2f}→{after:.2f}" + ("" if raised else " ✗"), title_color="black" if raised else FAILURE_COLOR)
-            position = 2
-            if has_attribution:
-                show_image(axes[position], analysis.attribution[k], "attribution", title=per_mas[2] if row == 0 else None)
-                position += 1
-            if analysis.decoder is not None:
-                show_image(axes[position], analysis.decoder.with_attribute[k], "decoder", value_range, "d(Φ)" if row == 0 else None)
-                show_image(axes[position + 1], analysis.decoder.without_attribute[k], "decoder", value_range,
-                           f"d(Φ), φ{pair.attribute}=0" if row == 0 else None)
+            draw_panels(axes[1:], tool_panels(analysis.tools, k, None, attribution_name, titles=row == 0), value_range)
             if k == 0:
                 sign = "" if pair.direction > 0 else "\n(via φ<0)"
                 axes[0].set_ylabel(f"φ{pair.attribute}\nr={pair.relevance:.2f}{sign}", fontsize=FONT_SIZE + 1, rotation=0,

@@ -9,6 +9,7 @@ from matplotlib.figure import Figure
 
 from flint_analysis.local_interpretation import LocalExplanation
 from flint_analysis.plots.style import ACCENT_COLOR, FAILURE_COLOR, FONT_SIZE, new_figure, plain_text, show_image
+from flint_analysis.plots.tool_panels import draw_panels, tool_panel_names, tool_panels
 
 
 @plain_text
@@ -17,9 +18,7 @@ def plot_local_explanation(
 ) -> Figure:
     """Input, ``r_{j,ĉ,x}`` bars (top attributes highlighted), f/g predictions; a row per top attribute."""
     top = explanation.top
-    tools = ["AM+PI"] + ([attribution_name] if top and top[0].attribution is not None else [])
-    if top and top[0].decoder is not None:
-        tools += ["d(Φ)", "d(Φ), φ_j=0", "difference"]
+    tools = tool_panel_names(top[0].tools, attribution_name, difference=True) if top else ["AM+PI"]
     columns = max(len(tools), 5)
     figure = new_figure(1.45 * columns + 1.0, 2.1 + 1.45 * len(top))
     grid = figure.add_gridspec(1 + len(top), columns + 1, width_ratios=[0.55] + [1.0] * columns, height_ratios=[1.35] + [1.0] * len(top))
@@ -59,19 +58,8 @@ def plot_local_explanation(
         sign = "" if item.direction > 0 else "\n(via φ<0)"
         label_ax.text(1.0, 0.5, f"φ{item.attribute}{sign}\nr={item.relevance:.2f}\nφ={item.activation:.2f}\n"
                       f"rank {item.rank}/{item.class_size}", fontsize=FONT_SIZE, ha="right", va="center", color=ACCENT_COLOR)
-        before, after = float(item.am_pi.initial_activation[0]), float(item.am_pi.final_activation[0])
-        raised = bool(item.am_pi.raised[0])
-        show_image(figure.add_subplot(grid[row, 1]), item.am_pi.images[0], "am_pi", value_range,
-                   f"AM+PI φ {before:.2f}→{after:.2f}" + ("" if raised else " ✗"), "black" if raised else FAILURE_COLOR)
-        column = 2
-        if item.attribution is not None:
-            show_image(figure.add_subplot(grid[row, column]), item.attribution, "attribution", title=attribution_name)
-            column += 1
-        if item.decoder is not None:
-            show_image(figure.add_subplot(grid[row, column]), item.decoder.with_attribute[0], "decoder", value_range, "d(Φ)")
-            show_image(figure.add_subplot(grid[row, column + 1]), item.decoder.without_attribute[0], "decoder", value_range,
-                       f"d(Φ), φ{item.attribute}=0")
-            show_image(figure.add_subplot(grid[row, column + 2]), item.decoder.difference[0], "difference", title="difference")
+        axes = [figure.add_subplot(grid[row, 1 + p]) for p in range(len(tools))]
+        draw_panels(axes, tool_panels(item.tools, 0, item.attribute, attribution_name, difference=True), value_range)
     reason = "g's prediction" if explanation.explained_class == g_class else "the class asked about, not g's prediction"
     figure.suptitle(f"explaining ĉ = {class_names[explanation.explained_class]} ({reason}): top attributes with AM+PI, "
                     "attribution and decoder ablation", fontsize=FONT_SIZE + 2)

@@ -85,6 +85,7 @@ def global_report_data(result: GlobalInterpretation, checkpoint: Checkpoint) -> 
             "mas_pool": config.mas_pool,
             "mas_class_by": config.mas_class_by,
             "attribution": config.attribution,
+            "attribution_method": config.tools.attribution_record(),
             "decoder": config.decoder,
             "am_pi": config.am_pi.to_dict(),
             "classes": None if config.classes is None else list(config.classes),
@@ -150,7 +151,11 @@ def _index_html(data: dict[str, Any]) -> str:
     body.append("<h2 id=\"overview\">All attributes</h2>")
     body.append(image(data["figures"]["attribute_overview"], "attribute overview"))
     body.append("<h2>Parameters</h2>")
-    flat = {k: v for k, v in params.items() if k != "am_pi"}
+    flat = {k: v for k, v in params.items() if k not in ("am_pi", "attribution_method")}
+    method = params.get("attribution_method")
+    if method:
+        flat["attribution"] = f"{method['name']} (Captum {method['captum']}" + "".join(
+            f", {k}={v}" for k, v in method["settings"].items()) + ")"
     flat.update({f"am_pi.{k}": v for k, v in params["am_pi"].items()})
     body.append(table(["parameter", "value"], [[k, v] for k, v in flat.items()]))
     return page("FLINT global interpretation", body)

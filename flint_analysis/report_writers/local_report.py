@@ -209,6 +209,7 @@ def local_report_data(
             for item in explanation.top
         ],
         "parameters": {"top": config.top, "explained_class": config.explained_class, "attribution": config.attribution,
+                       "attribution_method": config.tools.attribution_record(),
                        "decoder": config.decoder, "am_pi": config.am_pi.to_dict(), "rank_class_by": config.rank_class_by,
                        "seed": seed},
         "figure": "report.png",

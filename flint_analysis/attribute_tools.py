@@ -1,0 +1,116 @@
+"""The paper's analysis tools for one attribute, run together: AM+PI, input attribution, decoder ablation.
+
+Paper, "Analysis tools for interpretability": for a sample ``x`` and an attribute ``φ_j`` (a maximum
+activating sample of a class-attribute pair in the global pipeline, a top attribute of a sample in the
+local one) the interpretation shows AM+PI started from ``x``, the input attribution of ``φ_j`` and the
+decoder's drawing with and without ``φ_j``. Every tool has one call shape,
+``tool(model, images, attribute_indices, directions, **settings)``, and a result with ``.select(rows)``;
+:func:`run_attribute_tools` runs the chosen tools once over all ``B`` (sample, attribute) runs, so both
+pipelines batch the same way and slice the results the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from flint_analysis.am_pi import AmPiConfig, AmPiResult, am_pi
+from flint_analysis.attribution import AttributionMaps, attribute_inputs, attribution_method
+from flint_analysis.decoder_ablation import DecoderAblation, decoder_ablation
+from flint_analysis.models import FlintModel
+
+
+@dataclass(frozen=True)
+class AttributeToolsConfig:
+    """Which tools run and with which settings.
+
+    Attributes:
+        attribution: a method of :data:`~flint_analysis.attribution.ATTRIBUTION_METHODS`, or ``None``.
+        attribution_settings: the method's settings (e.g. ``{"n_steps": 100}`` for integrated gradients).
+        decoder: run the decoder ablation.
+        am_pi: AM+PI hyper-parameters.
+    """
+
+    attribution: str | None = "gradient"
+    attribution_settings: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    decoder: bool = True
+    am_pi: AmPiConfig = field(default_factory=AmPiConfig)
+
+    def __post_init__(self) -> None:
+        if self.attribution is not None:
+            attribution_method(self.attribution).resolve_settings(self.attribution_settings)
+
+    def attribution_record(self) -> dict[str, Any] | None:
+        """What reports record about the attribution method (``None`` when none ran)."""
+        return None if self.attribution is None else attribution_method(self.attribution).to_dict(self.attribution_settings)
+
+
+@dataclass(frozen=True)
+class AttributeToolResults:
+    """The tools' outputs for ``B`` runs (row ``b``: sample ``b``, attribute ``j_b``, direction ``s_b``).
+
+    Attributes:
+        am_pi: AM+PI outputs.
+        attribution: attribution maps, or ``None`` when no method ran.
+        decoder: decoder ablation, or ``None`` when it did not run.
+    """
+
+    am_pi: AmPiResult
+    attribution: AttributionMaps | None
+    decoder: DecoderAblation | None
+
+    def select(self, rows: slice | Tensor) -> AttributeToolResults:
+        """The runs ``rows`` of every tool, on the CPU."""
+        return AttributeToolResults(
+            self.am_pi.select(rows),
+            None if self.attribution is None else self.attribution.select(rows),
+            None if self.decoder is None else self.decoder.select(rows),
+        )
+
+    def __len__(self) -> int:
+        return int(self.am_pi.final_activation.shape[0])
+
+
+def run_attribute_tools(
+    model: FlintModel,
+    images: Tensor,
+    attribute_indices: Tensor,
+    directions: Tensor,
+    config: AttributeToolsConfig,
+    attributes: Tensor | None = None,
+    device: torch.device | str = "cpu",
+    progress: bool = False,
+) -> AttributeToolResults:
+    """Run AM+PI, the attribution method and the decoder ablation over ``B`` runs, each tool once.
+
+    Args:
+        model: the FLINT model (on ``device``).
+        images: ``(B, C, H, W)`` the samples (AM+PI starts from ``init_scale ·`` each).
+        attribute_indices: ``(B,)`` the attribute of each run.
+        directions: ``(B,)`` ±1: the tools work on ``directions[b] · φ_{j_b}``.
+        config: which tools, with which settings.
+        attributes: ``(B, J)`` ``Φ(images)`` when already computed (saves the decoder a forward pass).
+        device: where to compute.
+        progress: show AM+PI's progress bar.
+
+    Returns:
+        The results, on the CPU.
+    """
+    device = torch.device(device)
+    x = images.to(device)
+    j = attribute_indices.to(device)
+    s = directions.to(device=device, dtype=images.dtype)
+    ampi = am_pi(model, x, j, s, config=config.am_pi, progress=progress)
+    maps = None
+    if config.attribution is not None:
+        maps = attribute_inputs(model, x, j, directions.cpu(), method=config.attribution, **config.attribution_settings)
+    ablation = None
+    if config.decoder:
+        ablation = decoder_ablation(model, None if attributes is not None else x, j,
+                                    attributes=None if attributes is None else attributes.to(device))
+    return AttributeToolResults(ampi, maps, ablation).select(slice(None))
