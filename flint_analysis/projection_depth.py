@@ -25,12 +25,30 @@ Conventions and policies (and why)
   of the reference (a residual in the null space of the centred data); (c) when
   floor(n/2) + 1 <= rank (roughly n <= 2d), a query off the affine hull of floor(n/2) + 1 reference
   points: along the normal of that hull a majority of the projections coincide, so MAD = 0. Rules (b)
-  and (c) hold in exact arithmetic; a residual counts when it exceeds 1e-9 of the query's norm.
+  and (c) hold in exact arithmetic; a residual counts when it exceeds 1e-9 of the query's norm. The
+  majority of rule (c) is the floor(n/2) + 1 points farthest from the query, so it never contains a
+  query equal to a reference point.
+- A witness of (b), (c) or the search is only trusted after a check in float64, original coordinates
+  (``_certified_zero``): along it a majority of the projections lie within delta of their median and
+  the query is off that median by more than 1e6 delta and more than 1e-9 of the magnitude of the
+  dot products' terms (max_i sum_j |x_ij v_j|, which times d eps bounds their rounding). Even if the
+  majority's spread were real, the depth along the witness would be below 1e-6, and no rounding of
+  another CPU or BLAS can turn it into a median point. A witness that fails is discarded and the
+  query is searched (or keeps its search value) with ``exact`` False. Rule (a) needs no margin: it
+  compares stored coordinates, which involves no rounding.
+- The affine rank is decided on the spread of the centred data along eigenvectors of its Gram matrix;
+  when some spread is below 1e-6 of the largest (rank-deficient or badly conditioned data), those
+  eigenvectors are only accurate to about eps * largest / smallest, so the basis is recomputed from an
+  SVD of the data, whose singular values are accurate to eps * largest on any LAPACK. (Deciding it on
+  the Gram eigenvectors alone kept a noise direction on some CPUs, and whitening stretched that noise
+  by about 1e14 into a fake "off the hull" certificate.)
 - Everything else is a search over real directions, so the returned outlyingness is a *lower bound*
   on O and the depth an *upper bound* on D. The final value is recomputed in float64 in original
   coordinates along ``direction``: ``univariate_projection_depth(z @ v, X @ v)`` reproduces it (to
-  rounding). How close the bound gets depends on the budget; in high dimension with n not much larger
-  than d the sample supremum keeps growing with the budget, so compare numbers only at a fixed budget
+  rounding; the code computes z's and X's projections by one row-wise sum, so that equal points
+  project bitwise equally and a query equal to a majority of identical points gets 0/0 = O = 0).
+  How close the bound gets depends on the budget; in high dimension with n not much larger than d
+  the sample supremum keeps growing with the budget, so compare numbers only at a fixed budget
   and seed.
 
 Algorithm (time O(directions x n x d), memory about 3 x chunk_size x n float32 values)
@@ -99,6 +117,9 @@ _MOVES_PER_CLIMB = _LADDER_STEPS + _RANDOM_MOVES
 _INITIAL_STEP = 1.0
 _STEP_DECAY = 0.7
 _HULL_RTOL = 1e-9
+_GRAM_RTOL = 1e-6  # below this relative spread, Gram eigenvectors are not trusted (an SVD decides)
+_CERTIFICATE_RTOL = 1e-9  # a witness's query gap, relative to the magnitude of the dot products
+_CERTIFICATE_RATIO = 1e6  # a witness's query gap, relative to the spread of the majority along it
 _SEARCH_DTYPE = np.float32
 
 
@@ -119,7 +140,8 @@ class ProjectionDepthResult:
     exact : np.ndarray, shape (m,), bool
         True where the value is exact: a zero depth proven by one of the rules (or by a searched
         direction whose recomputed MAD is exactly 0 while the query is off the median), d = 1, or a
-        reference of rank <= 1.
+        reference of rank <= 1. Every zero but an axis one is certified in float64 along ``direction``
+        with a margin far above rounding (see the module notes), so it holds on any machine.
     degenerate_reference : bool
         ``is_degenerate_reference(reference)``: the exact depth is 0 for most queries.
     n_directions, refinement_rounds, n_climbs, seed, mad_convention, standardize
@@ -321,12 +343,22 @@ def _fit_geometry(reference: np.ndarray, standardize: bool) -> _Geometry:
     scale = data.std(axis=0) if standardize else np.ones(columns.size)
     scale = np.where(scale > 0, scale, 1.0)
     centred = (data - mean) / scale
-    # The Gram matrix is cheap (an SVD of a 6000 x 784 reference costs 10x more), but its small
+    # The Gram matrix is cheap (an SVD of a 6000 x 784 reference costs about 3x more), but its small
     # eigenvalues are only accurate to eps * largest; so the rank is decided on the spread measured
-    # along each eigenvector, which is accurate to eps * |x|.
+    # along each eigenvector. That measure is accurate to eps * |x|, but the eigenvector itself leans
+    # into the data's span by about eps * largest / smallest spread, hence the SVD fallback.
     _, eigenvectors = np.linalg.eigh(centred.T @ centred)
     projected = centred @ eigenvectors
     spread = np.sqrt(np.sum(projected * projected, axis=0))
+    if np.any(spread <= spread.max(initial=0.0) * _GRAM_RTOL):
+        # Small spreads along Gram eigenvectors are noise of order eps * largest / smallest nonzero
+        # spread, which differs between LAPACK builds and can exceed the threshold below (a null
+        # direction kept, then stretched by ~1e14 by the whitening). An SVD's singular values are
+        # accurate to eps * largest; its directions are put in eigh's ascending order.
+        _, _, right = np.linalg.svd(centred, full_matrices=False)
+        eigenvectors = np.ascontiguousarray(right[::-1].T)
+        projected = centred @ eigenvectors
+        spread = np.sqrt(np.sum(projected * projected, axis=0))
     keep = spread > spread.max(initial=0.0) * max(n, columns.size) * np.finfo(np.float64).eps
     basis = np.ascontiguousarray(eigenvectors[:, keep])
     stretch = np.sqrt(n - 1) / spread[keep] if standardize else np.ones(basis.shape[1])
@@ -437,6 +469,27 @@ def _majority_hyperplane_residual(geometry: _Geometry, query_whitened: np.ndarra
     residual = offset - spanning @ (spanning.T @ offset)
     tolerance = _HULL_RTOL * (np.sqrt(np.sum(offset * offset)) + np.sqrt(geometry.rank))
     return residual if np.sqrt(np.sum(residual * residual)) > tolerance else None
+
+
+def _certified_zero(queries: np.ndarray, reference: np.ndarray, directions: np.ndarray) -> np.ndarray:
+    """Whether each unit direction (r, d), original coordinates, proves depth 0 for its query (r, d): (r,).
+
+    Along v, let delta be the upper MAD (floor(n/2) + 1 projections lie within delta of the median)
+    and s = max_i sum_j |x_ij v_j| over the reference and the query (d eps s bounds the rounding of a
+    projection). The zero is certified when |<v, z> - med| > max(1e-9 s, 1e6 delta): the query is
+    off the majority's common value by far more than rounding on any machine, and even a real spread
+    delta would leave a depth below 1e-6 along v. Whitened-coordinate checks cannot see this: there a
+    near-null direction is stretched to unit scale.
+    """
+    if not directions.shape[0]:
+        return np.zeros(0, dtype=bool)
+    projections = np.ascontiguousarray(directions @ reference.T)
+    median, spread = _median_and_mad(projections, "upper")
+    gap = np.abs(np.sum(queries * directions, axis=1) - median)
+    magnitude = np.maximum(
+        (np.abs(directions) @ np.abs(reference).T).max(axis=1), np.sum(np.abs(queries * directions), axis=1)
+    )
+    return (gap > _CERTIFICATE_RTOL * magnitude) & (gap > _CERTIFICATE_RATIO * spread)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -693,9 +746,30 @@ def _search(
         )
         # The reported value is recomputed in float64 along the original direction.
         directions[chunk] = _whitened_to_original(geometry, found, queries.shape[1])
-        medians, mads = _median_and_mad(np.ascontiguousarray((reference @ directions[chunk].T).T), mad_convention)
-        outlyingness[chunk] = _outlyingness(np.sum(queries[chunk] * directions[chunk], axis=1), medians, mads)
+        outlyingness[chunk] = _final_outlyingness(reference, queries[chunk], directions[chunk], mad_convention)
     return outlyingness, directions
+
+
+def _final_outlyingness(
+    reference: np.ndarray, queries: np.ndarray, directions: np.ndarray, mad_convention: str
+) -> np.ndarray:
+    """Float64 outlyingness (r,) of each query (r, d) along its unit direction (r, d): the reported value.
+
+    The query's and the reference's projections come from one row-wise sum over [reference; query],
+    so equal points get bitwise-equal projections on any machine. (A BLAS product rounds a row
+    according to its position and the kernel, and a separate dot product for the query rounds
+    differently again: a query equal to a majority of identical reference points then sat an ulp off
+    their median, with a MAD of 0 or of an ulp, and got O = inf or O ~ 1 instead of 0/0 = 0.)
+    """
+    values = np.empty(queries.shape[0])
+    stacked = np.empty((reference.shape[0] + 1, reference.shape[1]))
+    stacked[:-1] = reference
+    for row, (query, direction) in enumerate(zip(queries, directions)):
+        stacked[-1] = query
+        projections = np.sum(stacked * direction, axis=1)
+        median, mad = _median_and_mad(projections[:-1], mad_convention)
+        values[row] = _outlyingness(projections[-1], median, mad)
+    return values
 
 
 # --------------------------------------------------------------------------------------------------
@@ -782,10 +856,12 @@ def projection_depth(
     pending = np.flatnonzero(~exact)
 
     residuals, off_hull = _null_space_residuals(geometry, _scaled(geometry, ordered[pending]))
-    outside = pending[off_hull]
+    witnesses = _scaled_to_original(geometry, residuals[off_hull], d)
+    proven = _certified_zero(ordered[pending[off_hull]], reference_matrix, witnesses)
+    outside = pending[off_hull][proven]
     outlyingness[outside], exact[outside] = np.inf, True
-    direction[outside] = _scaled_to_original(geometry, residuals[off_hull], d)
-    pending = pending[~off_hull]
+    direction[outside] = witnesses[proven]
+    pending = pending[~exact[pending]]
 
     if geometry.rank == 1:
         # On a line x = a + t l every direction not orthogonal to l (some axis is not) sees the same
@@ -795,11 +871,17 @@ def projection_depth(
 
     if reference_matrix.shape[0] // 2 + 1 <= geometry.rank:
         whitened = _scaled(geometry, ordered[pending]) @ geometry.whiten
+        candidates, witnesses = [], []
         for slot, index in enumerate(pending):
             residual = _majority_hyperplane_residual(geometry, whitened[slot])
             if residual is not None:
-                outlyingness[index], exact[index] = np.inf, True
-                direction[index] = _whitened_to_original(geometry, residual[None, :], d)[0]
+                candidates.append(index)
+                witnesses.append(_whitened_to_original(geometry, residual[None, :], d)[0])
+        if candidates:
+            candidates, witnesses = np.array(candidates), np.array(witnesses)
+            proven = _certified_zero(ordered[candidates], reference_matrix, witnesses)
+            outlyingness[candidates[proven]], exact[candidates[proven]] = np.inf, True
+            direction[candidates[proven]] = witnesses[proven]
         pending = pending[~exact[pending]]
 
     if pending.size:
@@ -816,6 +898,11 @@ def projection_depth(
             mad_convention=mad_convention,
             chunk_size=chunk_size,
         )
+        # A searched MAD of exactly 0 counts only with a certified margin; otherwise the direction
+        # is discarded (the query keeps its axis value), since rounding decided it.
+        infinite = np.flatnonzero(np.isinf(found))
+        doubtful = ~_certified_zero(ordered[pending[infinite]], reference_matrix, found_directions[infinite])
+        found[infinite[doubtful]] = -np.inf
         better = found > outlyingness[pending]
         outlyingness[pending[better]] = found[better]
         direction[pending[better]] = found_directions[better]

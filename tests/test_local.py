@@ -22,6 +22,24 @@ def report(out: Path, identifier: str) -> dict:
     return json.loads((out / identifier / "report.json").read_text())
 
 
+def assert_same_up_to_rounding(actual, expected, where: str = "") -> None:
+    """Same structure and discrete values; floats equal to float32 rounding. The same image at another
+    position of one batch may be rounded differently by the BLAS/oneDNN kernels (measured: 1.5e-8 on
+    softmax outputs), so bit-identity is not guaranteed there."""
+    if isinstance(expected, dict):
+        assert isinstance(actual, dict) and actual.keys() == expected.keys(), where
+        for key in expected:
+            assert_same_up_to_rounding(actual[key], expected[key], f"{where}.{key}")
+    elif isinstance(expected, list):
+        assert isinstance(actual, list) and len(actual) == len(expected), where
+        for position, (a, e) in enumerate(zip(actual, expected)):
+            assert_same_up_to_rounding(a, e, f"{where}[{position}]")
+    elif isinstance(expected, float):
+        assert actual == pytest.approx(expected, rel=1e-5, abs=1e-6), where
+    else:
+        assert actual == expected, where
+
+
 def test_json_numbers_match_an_independent_computation(mnist5k_checkpoint, mnist5k, tmp_path, capsys):
     out = tmp_path / "local"
     assert run_local(mnist5k_checkpoint, out, "--index", "5", "42", "--top", "2") == 0
@@ -91,7 +109,7 @@ def test_an_image_file_round_trips_to_the_same_report_as_its_index(mnist5k_check
         by_image = report(out, identifier)
         assert by_image["sample"]["kind"] == "image" and by_image["sample"]["label"] is None
         for key in ("prediction", "explained_class", "attributes", "relevance", "top", "parameters"):
-            assert by_image[key] == by_index[key], key
+            assert_same_up_to_rounding(by_image[key], by_index[key], key)
 
 
 def test_bad_input_is_one_line_exit_2_and_leaves_no_folder(mnist5k_checkpoint, tmp_path, capsys):
