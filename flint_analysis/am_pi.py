@@ -32,26 +32,26 @@ import torch
 from torch import Tensor, nn
 
 from flint_analysis.errors import InputError
+from flint_analysis.options import FRACTION, NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, check_options, option
 from flint_analysis.models import AttributeHead, FlintModel, eval_mode
 from flint_analysis.progress import ProgressBar, progress_bar
 
 
 @dataclass(frozen=True)
 class AmPiConfig:
-    """AM+PI hyper-parameters (paper defaults)."""
+    """AM+PI hyper-parameters (paper defaults, "Choices for interpretation phase")."""
 
-    lambda_phi: float = 2.0
-    lambda_tv: float = 6.0
-    lambda_bo: float = 10.0
-    init_scale: float = 0.1
-    learning_rate: float = 0.05
-    steps: int = 300
-    halve_every: int = 50
+    lambda_phi: float = option(2.0, NON_NEGATIVE, "weight λ_φ of φ_j")
+    lambda_tv: float = option(6.0, NON_NEGATIVE, "weight λ_tv of total variation")
+    lambda_bo: float = option(10.0, NON_NEGATIVE, "weight λ_bo of the boundedness penalty")
+    init_scale: float = option(0.1, FRACTION, "initialise with this fraction of the sample")
+    learning_rate: float = option(0.05, POSITIVE, "Adam's initial learning rate")
+    steps: int = option(300, NON_NEGATIVE_INT, "Adam steps")
+    halve_every: int = option(50, POSITIVE_INT, "halve the learning rate every this many steps")
     value_range: tuple[float, float] = (0.0, 1.0)
 
     def __post_init__(self) -> None:
-        if self.steps < 0 or self.halve_every < 1 or self.learning_rate <= 0:
-            raise InputError("AM+PI needs steps ≥ 0, a positive learning rate and halve_every ≥ 1")
+        check_options(self)
         if self.value_range[0] >= self.value_range[1]:
             raise InputError(f"AM+PI value range {self.value_range} is empty")
 

@@ -12,7 +12,7 @@ pipelines batch the same way and slice the results the same way.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
@@ -22,7 +22,16 @@ from torch import Tensor
 from flint_analysis.am_pi import AmPiConfig, AmPiResult, am_pi
 from flint_analysis.attribution import AttributionMaps, attribute_inputs, attribution_method
 from flint_analysis.decoder_ablation import DecoderAblation, decoder_ablation
-from flint_analysis.models import FlintModel
+from flint_analysis.models import FlintModel, default_attribution
+
+AUTO = "auto"
+"""``attribution=AUTO``: the paper's method for the model's architecture (its registry record's
+``default_attribution``; the gradient for models built outside the registry)."""
+
+
+def resolve_attribution(attribution: str | None, architecture: str | None) -> str | None:
+    """``attribution`` with :data:`AUTO` replaced by the architecture's default method."""
+    return default_attribution(architecture or "") if attribution == AUTO else attribution
 
 
 @dataclass(frozen=True)
@@ -30,23 +39,25 @@ class AttributeToolsConfig:
     """Which tools run and with which settings.
 
     Attributes:
-        attribution: a method of :data:`~flint_analysis.attribution.ATTRIBUTION_METHODS`, or ``None``.
+        attribution: a method of :data:`~flint_analysis.attribution.ATTRIBUTION_METHODS`, :data:`AUTO`, or ``None``.
         attribution_settings: the method's settings (e.g. ``{"n_steps": 100}`` for integrated gradients).
         decoder: run the decoder ablation.
         am_pi: AM+PI hyper-parameters.
     """
 
-    attribution: str | None = "gradient"
+    attribution: str | None = AUTO
     attribution_settings: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     decoder: bool = True
     am_pi: AmPiConfig = field(default_factory=AmPiConfig)
 
     def __post_init__(self) -> None:
-        if self.attribution is not None:
+        if self.attribution not in (None, AUTO):
             attribution_method(self.attribution).resolve_settings(self.attribution_settings)
 
     def attribution_record(self) -> dict[str, Any] | None:
         """What reports record about the attribution method (``None`` when none ran)."""
+        if self.attribution == AUTO:
+            raise ValueError("resolve attribution='auto' for the model (resolve_attribution) before recording it")
         return None if self.attribution is None else attribution_method(self.attribution).to_dict(self.attribution_settings)
 
 
@@ -102,6 +113,8 @@ def run_attribute_tools(
         The results, on the CPU.
     """
     device = torch.device(device)
+    if config.attribution == AUTO:
+        config = replace(config, attribution=resolve_attribution(AUTO, model.architecture_name))
     x = images.to(device)
     j = attribute_indices.to(device)
     s = directions.to(device=device, dtype=images.dtype)

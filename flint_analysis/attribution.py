@@ -30,7 +30,6 @@ from types import MappingProxyType
 from typing import Any
 
 import torch
-from captum.attr import GuidedBackprop, InputXGradient, IntegratedGradients, Saliency
 from torch import Tensor
 
 from flint_analysis.errors import InputError
@@ -43,14 +42,15 @@ class AttributionMethod:
 
     Attributes:
         name: registry name (``--attribution``).
-        captum_class: the Captum class applied to the signed attribute head.
+        captum_class: the name of the ``captum.attr`` class applied to the signed attribute head (imported
+            when a map is computed, so listing the methods does not import Captum).
         settings: keyword arguments of ``captum_class(...).attribute`` with their defaults; a caller may
             override any of them (and only them).
         description: how the map is computed, as recorded in reports.
     """
 
     name: str
-    captum_class: type
+    captum_class: str
     settings: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
 
@@ -73,22 +73,24 @@ class AttributionMethod:
         arguments = dict(settings)
         if "baseline" in arguments:
             arguments["baselines"] = torch.full_like(x, float(arguments.pop("baseline")))
-        return self.captum_class(head).attribute(x, target=targets, **arguments)
+        import captum.attr
+
+        return getattr(captum.attr, self.captum_class)(head).attribute(x, target=targets, **arguments)
 
     def to_dict(self, settings: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """JSON-ready record of the method and the settings a run used."""
-        return {"name": self.name, "captum": self.captum_class.__name__, "settings": self.resolve_settings(settings),
+        return {"name": self.name, "captum": self.captum_class, "settings": self.resolve_settings(settings),
                 "target": "attribute φ_j"}
 
 
 ATTRIBUTION_METHODS: Mapping[str, AttributionMethod] = MappingProxyType({
     method.name: method
     for method in (
-        AttributionMethod("gradient", Saliency, {"abs": False}, "the signed gradient ∂φ_j/∂x"),
-        AttributionMethod("guided-backprop", GuidedBackprop, {}, "guided backpropagation through every nn.ReLU"),
-        AttributionMethod("integrated-gradients", IntegratedGradients, {"n_steps": 50, "baseline": 0.0},
+        AttributionMethod("gradient", "Saliency", {"abs": False}, "the signed gradient ∂φ_j/∂x"),
+        AttributionMethod("guided-backprop", "GuidedBackprop", {}, "guided backpropagation through every nn.ReLU"),
+        AttributionMethod("integrated-gradients", "IntegratedGradients", {"n_steps": 50, "baseline": 0.0},
                           "integrated gradients from a constant image (baseline), n_steps Riemann steps"),
-        AttributionMethod("input-x-gradient", InputXGradient, {}, "input times gradient"),
+        AttributionMethod("input-x-gradient", "InputXGradient", {}, "input times gradient"),
     )
 })
 
@@ -163,10 +165,3 @@ def attribute_inputs(
             maps.append(registered.attribute(head, x, targets, resolved).detach())
     return AttributionMaps(torch.cat(maps) if maps else torch.empty_like(images), method, resolved)
 
-
-_PAPER_DEFAULTS = MappingProxyType({"lenet": "gradient", "resnet18": "guided-backprop"})
-
-
-def default_attribution_method(architecture: str) -> str:
-    """The paper's choice: gradient for ``lenet``, guided backpropagation for ``resnet18``."""
-    return _PAPER_DEFAULTS.get(architecture, "gradient")

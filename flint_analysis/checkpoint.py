@@ -8,8 +8,10 @@ Layout (format ``flint-analysis-checkpoint``, version 1), all plain containers a
 - ``state_dicts``: ``{"predictor", "attributes", "interpreter", "decoder"}`` → state dicts
 - ``dataset``: :class:`~flint_analysis.datasets.DatasetSpec` as a dict (with the data ``fingerprint`` since it is recorded)
 - ``training``: hyper-parameters, the per-epoch loss-weight schedule, seed, epochs, preset, and the compute
-  ``environments`` the epochs ran in (torch build, CPU capability, threads, device)
-- ``history``: one dict per finished epoch (mean training losses, test accuracy of f and g, fidelity)
+  ``environments`` the epochs ran in (torch build, CPU capability, threads, device); read as a
+  :class:`~flint_analysis.records.TrainingRecord`
+- ``history``: one dict per finished epoch (mean training losses, test accuracy of f and g, fidelity); read as
+  :class:`~flint_analysis.records.EpochRecord` records
 - ``versions``: library versions of the run that wrote the file
 - ``resume``: optimizer and random-generator states for ``flint-train --resume`` (or ``None``)
 
@@ -35,9 +37,10 @@ from typing import Any
 import torch
 
 from flint_analysis.datasets import DatasetSpec
-from flint_analysis.errors import ArchitectureError, CheckpointError
+from flint_analysis.errors import ArchitectureError, CheckpointError, InputError
 from flint_analysis.atomic_output import atomic_write_bytes
 from flint_analysis.models import ARCHITECTURES, Builder, FlintModel, build_model, resolve_architecture_kwargs
+from flint_analysis.records import EpochRecord, TrainingRecord
 from flint_analysis.runtime import library_versions, sha256_file
 
 FORMAT_TAG = "flint-analysis-checkpoint"
@@ -55,7 +58,7 @@ class Checkpoint:
         architecture: registry name of the architecture.
         architecture_kwargs: the builder's keyword arguments, defaults included.
         dataset: the data the model was trained on.
-        training: hyper-parameters and schedule (see ``train.config``).
+        training: preset, hyper-parameters, seed, schedule and compute environments of the training.
         history: per-epoch metrics, oldest first.
         versions: library versions of the run that wrote the file.
         resume: optimizer/generator state for resuming training, or ``None``.
@@ -67,12 +70,20 @@ class Checkpoint:
     architecture: str
     architecture_kwargs: dict[str, Any]
     dataset: DatasetSpec
-    training: dict[str, Any] = field(default_factory=dict)
-    history: list[dict[str, Any]] = field(default_factory=list)
+    training: TrainingRecord = field(default_factory=TrainingRecord)
+    history: list[EpochRecord] = field(default_factory=list)
     versions: dict[str, str] = field(default_factory=library_versions)
     resume: dict[str, Any] | None = None
     path: Path | None = None
     sha256: str | None = None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # ``training`` and ``history`` may also be given (or assigned) as the plain dicts of the file format
+        if name == "training" and not isinstance(value, TrainingRecord):
+            value = TrainingRecord.from_dict(value)
+        elif name == "history":
+            value = [record if isinstance(record, EpochRecord) else EpochRecord.from_dict(record) for record in value]
+        super().__setattr__(name, value)
 
     @property
     def epochs_completed(self) -> int:
@@ -86,8 +97,8 @@ class Checkpoint:
             "architecture": {"name": self.architecture, "kwargs": dict(self.architecture_kwargs)},
             "state_dicts": {name: _cpu_state_dict(getattr(self.model, name)) for name in MODULES},
             "dataset": self.dataset.to_dict(),
-            "training": self.training,
-            "history": self.history,
+            "training": self.training.to_dict(),
+            "history": [record.to_dict() for record in self.history],
             "versions": self.versions,
             "resume": self.resume,
         }
@@ -123,8 +134,8 @@ _FINGERPRINT = re.compile(r"sha256:[0-9a-f]{64}")
 _HISTORY_NUMBERS = ("test_accuracy_f", "test_accuracy_g", "test_fidelity", "seconds")
 _HISTORY_DICTS = ("train_losses", "weights")
 # TrainingConfig's fields and their types (flint_analysis.training.config is not imported here: the training
-# package pulls in scikit-learn, and ``info`` must start quickly; tests/test_hostile_checkpoints.py keeps
-# this table equal to the dataclass).
+# package imports this module, and the records import it only to build a loaded file's config;
+# tests/test_hostile_checkpoints.py keeps this table equal to the dataclass).
 TRAINING_CONFIG_FIELDS: Mapping[str, type] = MappingProxyType({
     "epochs": int, "batch_size": int, "learning_rate": float, "beta": float, "gamma": float, "delta": float,
     "zeta": float, "mu": float, "eta": float, "interpretability_start_epoch": int, "entropy_start_epoch": int,
@@ -477,7 +488,33 @@ def _training(payload: Mapping[str, Any], path: Path) -> dict[str, Any]:
             _number_dict(weights, f"training schedule[{index}]", path, finite=True)
     if "environments" in training:
         _environments(training["environments"], path)
+    if "imported" in training:
+        if not isinstance(training["imported"], dict):
+            raise _damaged(path, f"an import record of type {_kind(training['imported'])} (expected a dict)")
+        _plain_record(training["imported"], "the import record", path)
     return dict(training)
+
+
+def _plain_record(value: Any, where: str, path: Path, depth: int = 0) -> None:
+    """A record of plain data only (what ``import-official`` writes and ``info`` prints): dicts with short string
+    keys, lists, short strings, finite numbers, booleans and nulls, nested at most three deep."""
+    if value is None or isinstance(value, bool) or _is_finite_number(value):
+        return
+    if isinstance(value, str):
+        _check_text(value, where, path)
+        return
+    if depth < 3 and isinstance(value, list):
+        if len(value) > MAX_ENTRIES:
+            raise _damaged(path, f"{len(value)} entries in {where} (at most {MAX_ENTRIES} are accepted)")
+        for index, item in enumerate(value):
+            _plain_record(item, f"{where}[{index}]", path, depth + 1)
+        return
+    if depth < 3 and isinstance(value, dict):
+        _check_str_keys(value, where, path)
+        for key, item in value.items():
+            _plain_record(item, f"{where}.{key}", path, depth + 1)
+        return
+    raise _damaged(path, f"{where} = {_short(value)} (expected plain text, numbers, lists or dicts)")
 
 
 def _history(payload: Mapping[str, Any], path: Path) -> list[dict[str, Any]]:
@@ -616,10 +653,14 @@ def load_checkpoint(
             raise CheckpointError(f"checkpoint {path} has missing or mis-shaped weights in {module_name}: {problems}")
     _non_finite(state_dicts, path)
     dataset = _dataset(payload, path, kwargs, blueprint)
-    training = _training(payload, path)
-    history = _history(payload, path)
+    training_dict = _training(payload, path)
+    history = [EpochRecord.from_dict(record) for record in _history(payload, path)]
     versions = _versions(payload, path)
-    resume = _resume(payload, path, training, blueprint)
+    resume = _resume(payload, path, training_dict, blueprint)
+    try:
+        training = TrainingRecord.from_dict(training_dict)
+    except InputError as error:  # a training config the checks above let through but TrainingConfig refuses
+        raise _damaged(path, f"an invalid training config ({error})") from None
     # every tensor the model needs is in the file with the right shape: building it costs what the file holds
     model = build_model(name, kwargs, architectures) if on_meta else blueprint
     for module_name in MODULES:

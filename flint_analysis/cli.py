@@ -16,23 +16,21 @@ import time
 from pathlib import Path
 
 from flint_analysis.am_pi import AmPiConfig
-from flint_analysis.attribution import ATTRIBUTION_METHODS, default_attribution_method
+from flint_analysis.attribute_tools import AUTO, resolve_attribution
+from flint_analysis.attribution import ATTRIBUTION_METHODS
+from flint_analysis.models import ARCHITECTURES
 from flint_analysis.checkpoint import Checkpoint, load_checkpoint
 from flint_analysis.datasets import DatasetBundle, load_dataset_for_spec
 from flint_analysis.cli_common import (
-    EXIT_EMPTY_RESULT, EXIT_STATUS_HELP, OneLineErrorParser, add_version, class_name_or_index, device_type, finite_float, fraction,
-    integer, non_negative_float, non_negative_int, number, positive_float, positive_int, run_command, sample_index, seed_type,
+    EXIT_EMPTY_RESULT, EXIT_STATUS_HELP, OneLineErrorParser, add_version, attribution_setting, class_name_or_index, device_type,
+    non_negative_int, positive_int, run_command, sample_index,
 )
 from flint_analysis.errors import InputError
-from flint_analysis.global_interpretation import MAS_POOLS, GlobalConfig, global_interpretation
+from flint_analysis.local_interpretation import LocalConfig
+from flint_analysis.options import add_option
+from flint_analysis.global_interpretation import GlobalConfig, global_interpretation
 from flint_analysis.info import checkpoint_summary, format_summary
 from flint_analysis.atomic_output import dumps_json
-from flint_analysis.mas import CLASS_BY
-from flint_analysis.report_writers.common import check_output_folder
-from flint_analysis.report_writers.global_report import JSON_NAME as GLOBAL_JSON
-from flint_analysis.report_writers.global_report import write_global_report
-from flint_analysis.report_writers.local_report import INDEX_NAME as LOCAL_INDEX
-from flint_analysis.report_writers.local_report import SampleSource, find_global_report, summary_lines, write_local_reports
 from flint_analysis.runtime import resolve_device, seed_everything
 
 
@@ -67,44 +65,45 @@ def _am_pi_config(args: argparse.Namespace, value_range: tuple[float, float]) ->
 
 
 def _attribution_choice(args: argparse.Namespace, architecture: str) -> str | None:
-    if args.attribution == "none":
-        return None
-    return args.attribution or default_attribution_method(architecture)
+    return None if args.attribution == "none" else resolve_attribution(args.attribution, architecture)
 
 
 def _global(args: argparse.Namespace) -> int:
+    from flint_analysis.report_writers.common import check_output_folder
+    from flint_analysis.report_writers.global_report import JSON_NAME as GLOBAL_JSON
+    from flint_analysis.report_writers.global_report import write_global_report
+
     started = time.perf_counter()
     seed_everything(args.seed)
     checkpoint, bundle = _load(args)
     output = _output_dir(args, "global")
     classes = tuple(checkpoint.dataset.class_index(c) for c in args.classes) if args.classes else None  # indices: ASCII, checked when parsed
     config = GlobalConfig(
-        subset_size=args.subset_size, threshold=args.threshold, mas_per_pair=args.mas, mas_pool=args.mas_pool,
-        mas_class_by=args.mas_class, attribution=_attribution_choice(args, checkpoint.architecture),
-        decoder=not args.no_decoder, am_pi=_am_pi_config(args, checkpoint.dataset.value_range), classes=classes,
+        subset_size=args.subset_size, threshold=args.threshold, mas_per_pair=args.mas_per_pair, mas_pool=args.mas_pool,
+        mas_class_by=args.mas_class_by, attribution=_attribution_choice(args, checkpoint.architecture),
+        attribution_settings=dict(args.attribution_settings), decoder=not args.no_decoder, am_pi=_am_pi_config(args, checkpoint.dataset.value_range), classes=classes,
         seed=args.seed, batch_size=args.batch_size,
     )
     check_output_folder(output, GLOBAL_JSON, checkpoint.sha256, args.force)  # fail before the long computation
     result = global_interpretation(checkpoint.model, bundle.train, config, resolve_device(args.device), progress=not args.quiet)
-    data = write_global_report(result, checkpoint, output, force=args.force)
-    summary = data["am_pi_summary"]
+    write_global_report(result, checkpoint, output, force=args.force)
+    summary = result.am_pi_summary()
     print(f"wrote {output / 'index.html'} ({time.perf_counter() - started:.1f} s)")
-    never = data["subset"]["classes_never_predicted"]
+    never = result.relevance.never_predicted
     if never:
         names = ", ".join(checkpoint.dataset.class_names[c] for c in never)
         print(f"note: g never predicted {names} in S_rnd; those classes have no relevance and no pairs")
-    if not data["pairs"]:  # the report is written and valid, only empty: not a user error (status 3, see --help)
-        matrix = [v for row in data["relevance"]["matrix"] if row for v in row]
+    if not result.analyses:  # the report is written and valid, only empty: not a user error (status 3, see --help)
         print(
             f"flint-analyze: note: no class-attribute pair has r_(j,c) > {args.threshold:g} (the largest is "
-            f"{max(matrix, default=0.0):.3f}); wrote the heat map and global.json to {output}; lower --threshold",
+            f"{result.largest_relevance:.3f}); wrote the heat map and global.json to {output}; lower --threshold",
             file=sys.stderr,
         )
         return EXIT_EMPTY_RESULT
     print(
-        f"{len(data['pairs'])} class-attribute pairs with r_(j,c) > {args.threshold:g} over "
-        f"{len({p['class'] for p in data['pairs']})} classes; AM+PI raised φ_j in {summary['raised']} of {summary['runs']} runs"
-        + (f" ({summary['not_raised']} did not: see the ✗ in the class grids)" if summary["not_raised"] else "")
+        f"{len(result.analyses)} class-attribute pairs with r_(j,c) > {args.threshold:g} over "
+        f"{len(result.classes_with_pairs)} classes; AM+PI raised φ_j in {summary.raised} of {summary.runs} runs"
+        + (f" ({summary.not_raised} did not: see the ✗ in the class grids)" if summary.not_raised else "")
     )
     return 0
 
@@ -126,11 +125,12 @@ def _read_indices_file(path: str) -> list[int]:
 
 
 def _local(args: argparse.Namespace) -> int:
-    import torch
-
+    from flint_analysis.report_writers.common import check_output_folder
+    from flint_analysis.report_writers.local_report import INDEX_NAME as LOCAL_INDEX
+    from flint_analysis.report_writers.local_report import SampleSource, find_global_report, summary_lines, write_local_reports
     from flint_analysis.inference import forward_pass
     from flint_analysis.inputs import load_image_file, looks_inverted
-    from flint_analysis.local_interpretation import LocalConfig, explain_samples
+    from flint_analysis.local_interpretation import LocalConfig, SampleBatch, explain_samples
 
     started = time.perf_counter()
     seed_everything(args.seed)
@@ -148,32 +148,31 @@ def _local(args: argparse.Namespace) -> int:
     if bad:
         raise InputError(f"index {bad[0]} is out of range for the {args.split} split of {spec.name} (0-{len(split) - 1})")
     explained = spec.class_index(args.class_) if args.class_ is not None else None
-    images, labels, sources = [], [], []
+    parts = []
     if indices:
         x, y = split.batch(indices)
-        images.append(x)
-        labels += [int(v) for v in y]
-        sources += [SampleSource(split=args.split, index=i) for i in indices]
+        parts.append(SampleBatch(x, tuple(int(v) for v in y), tuple(SampleSource(split=args.split, index=i) for i in indices)))
     for path in args.image or []:
         image = load_image_file(path, spec, resize=args.resize, invert=args.invert)
         if looks_inverted(image, spec.value_range) and not args.invert:
             print(f"note: {path} is mostly bright; {spec.name} has light strokes on a dark background, try --invert", file=sys.stderr)
-        images.append(image[None])
-        labels.append(None)
-        sources.append(SampleSource(path=str(path)))
+        parts.append(SampleBatch(image[None], (None,), (SampleSource(path=str(path)),)))
+    samples = SampleBatch.concatenate(parts)
     output = _output_dir(args, "local")
     check_output_folder(output, LOCAL_INDEX, checkpoint.sha256, args.force)
     device = resolve_device(args.device)
     config = LocalConfig(top=args.top, explained_class=explained, attribution=_attribution_choice(args, checkpoint.architecture),
-                         decoder=not args.no_decoder, am_pi=_am_pi_config(args, spec.value_range), rank_class_by=args.rank_class)
+                         attribution_settings=dict(args.attribution_settings), decoder=not args.no_decoder, am_pi=_am_pi_config(args, spec.value_range), rank_class_by=args.rank_class_by)
     reference = forward_pass(checkpoint.model, bundle.train, batch_size=args.batch_size, device=device,
                              progress=not args.quiet, description="forward pass (training split, for ranks)")
-    explanations = explain_samples(checkpoint.model, torch.cat(images), labels, reference, config, device, progress=not args.quiet)
-    written = write_local_reports(explanations, sources, checkpoint, config, args.seed, output, args.global_dir, force=args.force)
-    for folder, data in written:
-        print("\n".join(summary_lines(data)))
+    explanations = explain_samples(checkpoint.model, samples.images, list(samples.labels), reference, config, device,
+                                   progress=not args.quiet)
+    written = write_local_reports(explanations, list(samples.sources), checkpoint, config, args.seed, output, args.global_dir,
+                                  force=args.force)
+    for explanation, source, (folder, _) in zip(explanations, samples.sources, written.samples):
+        print("\n".join(summary_lines(explanation, source, spec.class_names)))
         print(f"  -> {folder / 'report.html'}")
-    if written and written[0][1]["top"][0]["global"] is None:
+    if written.samples and written.global_report is None:
         print("note: no global report of this checkpoint was found (run flint-analyze global, or pass --global-dir) ; reports have no global links")
     print(f"wrote {output / 'index.html'} ({time.perf_counter() - started:.1f} s)")
     return 0
@@ -206,23 +205,23 @@ def _metrics(args: argparse.Namespace) -> int:
         metrics = evaluate(forward, checkpoint.model.interpreter.weight.detach().cpu().numpy(), ks=args.ks, taus=args.taus)
         models.append((name, checkpoint, metrics))
     output = Path(args.output) if args.output else Path(args.checkpoint[0]).parent / f"{Path(args.checkpoint[0]).stem}-metrics"
-    data = write_metrics_report(models, args.split, output, force=args.force)
-    print(format_table(data))
+    write_metrics_report(models, args.split, output, force=args.force)
+    print(format_table(models, args.split))
     print(f"wrote {output / 'index.html'} ({time.perf_counter() - started:.1f} s)")
     return 0
 
 
 def _disagreement(args: argparse.Namespace) -> int:
-    from flint_analysis.disagreement import DepthConfig, analyse_disagreement, disagreement_depth
+    from flint_analysis.disagreement import DepthConfig, analyse_disagreement, check_top_k, disagreement_depth, summarise_depths
     from flint_analysis.inference import forward_pass
+    from flint_analysis.report_writers.common import check_output_folder
     from flint_analysis.report_writers.disagreement_report import JSON_NAME, format_counts, write_disagreement_report
 
     started = time.perf_counter()
     device = resolve_device(args.device)
     checkpoint, bundle = _load(args)
     split = bundle.split(args.split)
-    if not 1 <= args.k < checkpoint.model.num_classes:
-        raise InputError(f"-k {args.k} is out of range; use 1 ≤ k < {checkpoint.model.num_classes} (the number of classes)")
+    check_top_k(args.k, checkpoint.model.num_classes)  # before the forward passes
     depth_config = None if args.no_depth else DepthConfig(
         space=args.depth_space, pca_components=args.pca_components, agreeing_per_class=args.agreeing,
         n_directions=args.depth_directions, refinement_rounds=args.depth_rounds, seed=args.seed)
@@ -237,18 +236,16 @@ def _disagreement(args: argparse.Namespace) -> int:
             checkpoint.model, bundle.train, batch_size=args.batch_size, device=device, progress=not args.quiet,
             description="forward pass (train)")
         depths = disagreement_depth(analysis, forward, split, train, bundle.train, depth_config, progress=not args.quiet)
-    data = write_disagreement_report(analysis, checkpoint, args.split, split, depths, depth_config, output,
-                                     worst_per_class=args.worst_per_class, force=args.force)
-    print(format_counts(data))
-    for entry in (data["depth"] or {}).get("classes", []):
-        if entry["note"]:
-            print(f"note: {entry['class_name']}: {entry['note']}")
+    write_disagreement_report(analysis, checkpoint, args.split, split, depths, depth_config, output,
+                              worst_per_class=args.worst_per_class, force=args.force)
+    names = checkpoint.dataset.class_names
+    depth_summary = None if depths is None or depth_config is None else summarise_depths(depths)
+    print(format_counts(analysis, args.split, names, None if depth_config is None else depth_config.space, depth_summary))
+    for depth in depths or []:
+        if depth.note:
+            print(f"note: {names[depth.class_index]}: {depth.note}")
     print(f"wrote {output / 'index.html'} ({time.perf_counter() - started:.1f} s)")
     return 0
-
-
-MAX_DEPTH_DIRECTIONS = 100_000
-"""The depth search draws all its directions at once (dimension × directions floats): the cap keeps that under ~1 GB."""
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
@@ -259,32 +256,34 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--download", action="store_true", help="let torchvision download MNIST/FashionMNIST if missing")
     parser.add_argument("--allow-other-data", action="store_true",
                         help="evaluate on data whose fingerprint differs from the one the checkpoint was trained on")
-    parser.add_argument("--batch-size", type=positive_int, default=256, help="batch size of forward passes, ≥ 1 (default 256)")
+    add_option(parser, "--batch-size", GlobalConfig, "batch_size")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def _add_common(parser: argparse.ArgumentParser, output_help: str) -> None:
     parser.add_argument("checkpoint", help="a .pt file written by flint-train")
     parser.add_argument("-o", "--output", help=output_help)
-    parser.add_argument("--seed", type=seed_type, default=0, help="seed of every random choice, 0 ≤ seed < 2**63 (default 0); same seed, same JSON")
+    add_option(parser, "--seed", GlobalConfig, "seed", help="seed of every random choice; same seed, same JSON")
     _add_run_options(parser)
 
 
 def _add_am_pi(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("AM+PI (defaults: the paper's)")
-    defaults = AmPiConfig()
-    group.add_argument("--am-pi-steps", type=non_negative_int, default=defaults.steps, help=f"Adam steps, ≥ 0 (default {defaults.steps})")
-    group.add_argument("--am-pi-lr", type=positive_float, default=defaults.learning_rate, help=f"initial learning rate, > 0 (default {defaults.learning_rate})")
-    group.add_argument("--am-pi-halve-every", type=positive_int, default=defaults.halve_every, help=f"halve the learning rate every N ≥ 1 steps (default {defaults.halve_every})")
-    group.add_argument("--am-pi-init", type=fraction, default=defaults.init_scale, help=f"initialise with this fraction (0 to 1) of the sample (default {defaults.init_scale})")
-    group.add_argument("--lambda-phi", type=non_negative_float, default=defaults.lambda_phi, help=f"weight of φ_j, ≥ 0 (default {defaults.lambda_phi:g})")
-    group.add_argument("--lambda-tv", type=non_negative_float, default=defaults.lambda_tv, help=f"weight of total variation, ≥ 0 (default {defaults.lambda_tv:g})")
-    group.add_argument("--lambda-bo", type=non_negative_float, default=defaults.lambda_bo, help=f"weight of the boundedness penalty, ≥ 0 (default {defaults.lambda_bo:g})")
+    for flag, name in (("--am-pi-steps", "steps"), ("--am-pi-lr", "learning_rate"), ("--am-pi-halve-every", "halve_every"),
+                       ("--am-pi-init", "init_scale"), ("--lambda-phi", "lambda_phi"), ("--lambda-tv", "lambda_tv"),
+                       ("--lambda-bo", "lambda_bo")):
+        add_option(group, flag, AmPiConfig, name, dest=flag.lstrip("-").replace("-", "_"))
 
 
 def _add_attribution(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--attribution", choices=[*ATTRIBUTION_METHODS, "none"],
-                        help="input attribution of φ_j through Captum (default: gradient for lenet, guided-backprop for resnet18, as in the paper)")
+    parser.add_argument("--attribution", choices=[AUTO, *ATTRIBUTION_METHODS, "none"], default=AUTO,
+                        help="input attribution of φ_j through Captum (default auto: the architecture's, as in the paper: "
+                        + ", ".join(f"{name} for {a.name}" for name, a in ((a.default_attribution, a) for a in ARCHITECTURES.values())) + ")")
+    parser.add_argument("--attribution-setting", dest="attribution_settings", action="append", type=attribution_setting,
+                        default=[], metavar="NAME=VALUE",
+                        help="a setting of the attribution method, repeatable: " + "; ".join(
+                            f"{name}: " + ", ".join(f"{k} (default {v})" for k, v in method.settings.items())
+                            for name, method in ATTRIBUTION_METHODS.items() if method.settings))
     parser.add_argument("--no-decoder", action="store_true", help="skip the decoder ablation d(Φ) vs d(Φ with φ_j = 0)")
 
 
@@ -304,12 +303,12 @@ def build_parser() -> argparse.ArgumentParser:
         "and decoder ablation, written as per-class PNG grids, heat maps, global.json and index.html.",
     )
     _add_common(global_, "output folder (default: <checkpoint dir>/<checkpoint name>-global)")
-    global_.add_argument("--subset-size", type=positive_int, default=1000, help="size of the random training subset S_rnd, ≥ 1 (default 1000)")
-    global_.add_argument("--threshold", type=finite_float, default=0.1,
-                         help="select pairs with r_(j,c) above this (default 0.1); none above it: the report is written and the exit status is 3")
-    global_.add_argument("--mas", type=positive_int, default=3, help="maximum activating samples per pair, ≥ 1 (default 3)")
-    global_.add_argument("--mas-pool", choices=MAS_POOLS, default="subset", help="where MAS are searched: S_rnd (default) or the whole training split")
-    global_.add_argument("--mas-class", choices=CLASS_BY, default="prediction", help="a sample belongs to class c by g's prediction (default, as for r_(j,c)) or by its label")
+    add_option(global_, "--subset-size", GlobalConfig, "subset_size")
+    add_option(global_, "--threshold", GlobalConfig, "threshold",
+               help="select pairs with r_(j,c) above this; none above it: the report is written and the exit status is 3")
+    add_option(global_, "--mas", GlobalConfig, "mas_per_pair")
+    add_option(global_, "--mas-pool", GlobalConfig, "mas_pool")
+    add_option(global_, "--mas-class", GlobalConfig, "mas_class_by")
     global_.add_argument("--classes", nargs="+", type=class_name_or_index, metavar="CLASS", help="analyse only these classes (names or indices)")
     _add_attribution(global_)
     _add_am_pi(global_)
@@ -331,16 +330,15 @@ def build_parser() -> argparse.ArgumentParser:
     samples.add_argument("--resize", action="store_true", help="resize --image files to the model's input size")
     samples.add_argument("--invert", action="store_true", help="invert --image files (dark strokes on light paper)")
     local.add_argument("--class", dest="class_", type=class_name_or_index, metavar="C", help="explain class C (name or index) instead of g's prediction: why (not) C")
-    local.add_argument("--top", type=positive_int, default=3, help="number of top attributes analysed, ≥ 1 (default 3)")
-    local.add_argument("--rank-class", choices=CLASS_BY, default="prediction",
-                       help="rank φ_j among training samples that g predicts as ĉ (default) or that are labelled ĉ")
+    add_option(local, "--top", LocalConfig, "top")
+    add_option(local, "--rank-class", LocalConfig, "rank_class_by")
     local.add_argument("--global-dir", help="global report of the same checkpoint to link to (default: found next to the checkpoint)")
     _add_attribution(local)
     _add_am_pi(local)
     local.set_defaults(handler=_local)
 
-    from flint_analysis.conciseness import PAPER_TAUS
-    from flint_analysis.disagreement import DEPTH_SPACES
+    from flint_analysis.conciseness import PAPER_TAUS, TAU
+    from flint_analysis.disagreement import DEFAULT_TOP_K, WORST_PER_CLASS, DepthConfig
     from flint_analysis.metrics import DEFAULT_KS
 
     metrics = commands.add_parser(
@@ -353,9 +351,9 @@ def build_parser() -> argparse.ArgumentParser:
     metrics.add_argument("-o", "--output", help="output folder (default: <first checkpoint dir>/<its name>-metrics)")
     metrics.add_argument("--names", nargs="+", help="names of the checkpoints in tables and figures (default: file names)")
     metrics.add_argument("--split", default="test", help="split to evaluate: test (default) or train")
-    metrics.add_argument("--ks", type=positive_int, nargs="+", default=list(DEFAULT_KS), help="k of the top-k fidelity, 1 ≤ k < classes (default 1 2 3 4 5)")
-    metrics.add_argument("--taus", type=number(minimum=1.0, min_open=True), nargs="+", default=list(PAPER_TAUS),
-                         help="τ of CNS_g(τ), finite and > 1 (default 1.5 2 2.5 3 4 5)")
+    metrics.add_argument("--ks", type=positive_int, nargs="+", default=list(DEFAULT_KS), help=f"k of the top-k fidelity, 1 ≤ k < classes (default {' '.join(map(str, DEFAULT_KS))})")
+    metrics.add_argument("--taus", type=TAU.argparse_type(), nargs="+", default=list(PAPER_TAUS),
+                         help=f"τ of CNS_g(τ), {TAU.describe()} (default {' '.join(f'{t:g}' for t in PAPER_TAUS)})")
     _add_run_options(metrics)
     metrics.set_defaults(handler=_metrics)
 
@@ -366,20 +364,19 @@ def build_parser() -> argparse.ArgumentParser:
         "projection depth (supplement Eq. 1) of disagreements and of random agreeing samples w.r.t. their class's training samples.",
     )
     _add_common(disagreement, "output folder (default: <checkpoint dir>/<checkpoint name>-disagreement)")
-    disagreement.add_argument("-k", type=positive_int, default=3, help="top-k of g that counts as acceptable, 1 ≤ k < classes (default 3)")
+    disagreement.add_argument("-k", type=positive_int, default=DEFAULT_TOP_K,
+                              help=f"top-k of g that counts as acceptable, 1 ≤ k < classes (default {DEFAULT_TOP_K})")
     disagreement.add_argument("--split", default="test", help="split to analyse: test (default) or train")
-    disagreement.add_argument("--worst-per-class", type=non_negative_int, default=8, help="worst cases shown per class, ≥ 0 (default 8)")
+    disagreement.add_argument("--worst-per-class", type=non_negative_int, default=WORST_PER_CLASS,
+                              help=f"worst cases shown per class, ≥ 0 (default {WORST_PER_CLASS})")
     depth = disagreement.add_argument_group("projection depth")
     depth.add_argument("--no-depth", action="store_true", help="skip the projection-depth analysis")
-    depth.add_argument("--depth-space", choices=DEPTH_SPACES, default="pca",
-                       help="pca (default: the inputs on the class's first principal components, non-degenerate), "
-                       "pixels (the paper's raw input, strict: mostly exact zeros on pixel data) or attributes (Φ(x))")
-    depth.add_argument("--pca-components", type=positive_int, default=20, help="principal components of the pca space, ≥ 1 (default 20, capped at n/10)")
-    depth.add_argument("--agreeing", type=positive_int, default=100, help="random agreeing samples per class, ≥ 1 (default 100)")
-    depth.add_argument("--depth-directions", type=integer(1, MAX_DEPTH_DIRECTIONS), default=1000,
-                       help=f"shared random directions of the depth search, 1 to {MAX_DEPTH_DIRECTIONS} (default 1000)")
-    depth.add_argument("--depth-rounds", type=non_negative_int, default=30, help="refinement rounds of the depth search, ≥ 0 (default 30)")
+    for flag, name, dest in (("--depth-space", "space", "depth_space"), ("--pca-components", "pca_components", "pca_components"),
+                             ("--agreeing", "agreeing_per_class", "agreeing"), ("--depth-directions", "n_directions", "depth_directions"),
+                             ("--depth-rounds", "refinement_rounds", "depth_rounds")):
+        add_option(depth, flag, DepthConfig, name, dest=dest)
     disagreement.set_defaults(handler=_disagreement)
+
     for command in (info, global_, local, metrics, disagreement):
         command.epilog = EXIT_STATUS_HELP
     return parser

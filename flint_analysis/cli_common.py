@@ -171,3 +171,17 @@ def device_type(text: str) -> str:
         if count is not None and int(match.group(1)) >= count:
             raise argparse.ArgumentTypeError(f"there is no GPU {text}; this machine has {count} (cuda:0 to cuda:{count - 1})")
     return text
+
+
+def attribution_setting(text: str) -> tuple[str, int | float | bool]:
+    """``NAME=VALUE`` of ``--attribution-setting``: an integer, a finite number or true/false."""
+    name, sep, value = text.partition("=")
+    if not sep or not re.fullmatch(r"[a-z_]+", name):
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE such as n_steps=100, got {text!r}")
+    if value in ("true", "false"):
+        return name, value == "true"
+    if re.fullmatch(r"[0-9]+", value):
+        return name, int(value)
+    if re.fullmatch(r"[-+]?[0-9]*\.?[0-9]+(e[-+]?[0-9]+)?", value):
+        return name, float(value)
+    raise argparse.ArgumentTypeError(f"{name}: expected an integer, a number or true/false, got {value!r}")

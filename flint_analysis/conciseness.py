@@ -13,14 +13,18 @@ from collections.abc import Sequence
 from torch import Tensor
 
 from flint_analysis.errors import InputError
+from flint_analysis.options import Limit
 
 PAPER_TAUS = (1.5, 2.0, 2.5, 3.0, 4.0, 5.0)
+TAU = Limit(float, minimum=1.0, min_open=True)
+"""The one rule for τ: finite and greater than 1 (``--taus`` is parsed with it)."""
 
 
 def conciseness_counts(relevances: Tensor, tau: float) -> Tensor:
     """``CNS_{g,x}``: ``(N, J)`` relevances ``r_{j,ĉ,x}`` → ``(N,)`` counts of attributes above ``1/τ``."""
-    if tau <= 1:
-        raise InputError(f"τ must be greater than 1, got {tau:g}")
+    problem = TAU.problem(tau)
+    if problem:
+        raise InputError(f"τ {problem}")
     return (relevances > 1.0 / tau).sum(dim=1)
 
 

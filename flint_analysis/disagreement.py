@@ -23,7 +23,9 @@ and a one-sided Mann–Whitney U test (scipy).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from enum import Enum
 
 import numpy as np
 import torch
@@ -33,10 +35,44 @@ from flint_analysis.agreement import rank_of_class
 from flint_analysis.datasets import ImageDataset
 from flint_analysis.errors import InputError
 from flint_analysis.inference import ForwardPass
-from flint_analysis.projection_depth import is_degenerate_reference, projection_depth
+from flint_analysis.options import NON_NEGATIVE_INT, POSITIVE_INT, SEED, Limit, check_options, option
+from flint_analysis.projection_depth import MAD_CONVENTIONS, is_degenerate_reference, projection_depth
 
-CATEGORIES = ("within_top_k", "outside_top_k", "outside_top_k_f_correct")
 DEPTH_SPACES = ("pca", "pixels", "attributes")
+
+
+class DisagreementCategory(str, Enum):
+    """The kind of a disagreement sample; the value is its name in the report JSON.
+
+    Attributes:
+        code: the sample's value in :attr:`DisagreementAnalysis.category` and ``ClassDepth.disagreeing_category``.
+        description: what the category's count in :meth:`DisagreementAnalysis.counts` holds. A sample is of one
+            kind only, but the count ``outside_top_k`` holds both kinds outside g's top-k, so it includes
+            ``outside_top_k_f_correct``.
+    """
+
+    code: int
+    description: str
+
+    def __new__(cls, value: str, code: int, description: str) -> DisagreementCategory:
+        member = str.__new__(cls, value)
+        member._value_ = value
+        member.code = code
+        member.description = description
+        return member
+
+    WITHIN_TOP_K = ("within_top_k", 0, "f's class is among g's top-k classes (acceptable to some extent)")
+    OUTSIDE_TOP_K = ("outside_top_k", 1, "f's class is not among g's top-k (includes the next one)")
+    OUTSIDE_TOP_K_F_CORRECT = ("outside_top_k_f_correct", 2, "f's class is not among g's top-k and f is right (the worst kind)")
+
+    @classmethod
+    def from_code(cls, code: int) -> DisagreementCategory:
+        """The category whose :attr:`code` is ``code``."""
+        return _CATEGORY_BY_CODE[int(code)]
+
+
+_CATEGORY_BY_CODE = {category.code: category for category in DisagreementCategory}
+_WITHIN, _OUTSIDE, _WORST = (category.code for category in DisagreementCategory)
 
 
 @dataclass(frozen=True)
@@ -48,8 +84,8 @@ class DisagreementAnalysis:
         rows: ``(M,)`` rows of the forward pass where g's class ≠ f's.
         indices, labels, f_predictions, g_predictions: ``(M,)``.
         f_rank_in_g: ``(M,)`` rank of f's class among g's classes (≥ 2).
-        category: ``(M,)`` index into :data:`CATEGORIES`: 0 within g's top-k, 1 outside and f wrong,
-            2 outside and f right (the worst kind).
+        category: ``(M,)`` :attr:`DisagreementCategory.code` of each sample: 0 within g's top-k, 1 outside and
+            f wrong, 2 outside and f right (the worst kind).
         num_samples: samples in the split; labels_all: ``(N,)`` their labels (for per-class totals).
     """
 
@@ -69,9 +105,9 @@ class DisagreementAnalysis:
         return {
             "samples": self.num_samples,
             "disagreements": int(self.rows.shape[0]),
-            "within_top_k": int((self.category == 0).sum()),
-            "outside_top_k": int((self.category > 0).sum()),
-            "outside_top_k_f_correct": int((self.category == 2).sum()),
+            DisagreementCategory.WITHIN_TOP_K.value: int((self.category == _WITHIN).sum()),
+            DisagreementCategory.OUTSIDE_TOP_K.value: int((self.category != _WITHIN).sum()),
+            DisagreementCategory.OUTSIDE_TOP_K_F_CORRECT.value: int((self.category == _WORST).sum()),
         }
 
     def per_class_counts(self, num_classes: int) -> list[dict[str, int]]:
@@ -84,29 +120,69 @@ class DisagreementAnalysis:
                 "class": c,
                 "samples": int(totals[c]),
                 "disagreements": int(mine.sum()),
-                "within_top_k": int((mine & (self.category == 0)).sum()),
-                "outside_top_k": int((mine & (self.category > 0)).sum()),
-                "outside_top_k_f_correct": int((mine & (self.category == 2)).sum()),
+                DisagreementCategory.WITHIN_TOP_K.value: int((mine & (self.category == _WITHIN)).sum()),
+                DisagreementCategory.OUTSIDE_TOP_K.value: int((mine & (self.category != _WITHIN)).sum()),
+                DisagreementCategory.OUTSIDE_TOP_K_F_CORRECT.value: int((mine & (self.category == _WORST)).sum()),
             })
         return result
 
+    @property
+    def categories(self) -> list[DisagreementCategory]:
+        """``(M,)`` the category of each sample."""
+        return [DisagreementCategory.from_code(code) for code in self.category.tolist()]
 
-def analyse_disagreement(forward: ForwardPass, k: int = 3) -> DisagreementAnalysis:
+    def worst_cases(self, num_classes: int, per_class: int) -> dict[int, list[int]]:
+        """The samples shown as worst cases: outside g's top-k while f is right.
+
+        Returns, for each true class ``0 … num_classes − 1`` that has any (in class order), the positions (into
+        this analysis's ``(M,)`` arrays) of its first ``per_class`` such samples, in the analysis's order.
+        """
+        labels = self.labels.tolist()
+        worst = (self.category == _WORST).tolist()
+        chosen = {}
+        for c in range(num_classes):
+            positions = [i for i, (label, bad) in enumerate(zip(labels, worst)) if label == c and bad][:per_class]
+            if positions:
+                chosen[c] = positions
+        return chosen
+
+
+DEFAULT_TOP_K = 3
+"""The paper's top-k of g that counts as acceptable (disagreement analysis: top-3)."""
+
+WORST_PER_CLASS = 8
+"""Worst cases drawn per class in the worst-case grid."""
+
+
+def check_top_k(k: int, num_classes: int) -> None:
+    """The one rule for ``k``: ``1 ≤ k < C``.
+
+    Raises:
+        InputError: ``k`` is out of range.
+    """
+    if not 1 <= k < num_classes:
+        raise InputError(f"-k {k} is out of range; use 1 ≤ k < {num_classes} (the number of classes)")
+
+
+def analyse_disagreement(forward: ForwardPass, k: int = DEFAULT_TOP_K) -> DisagreementAnalysis:
     """Find and sort the samples where g's class differs from f's.
 
     Raises:
         InputError: ``k`` is not in ``1 … C − 1``.
     """
     num_classes = forward.g_logits.shape[1]
-    if not 1 <= k < num_classes:
-        raise InputError(f"-k {k} is out of range; use 1 ≤ k < {num_classes} (the number of classes)")
+    check_top_k(k, num_classes)
     f_pred, g_pred = forward.f_predictions, forward.g_predictions
     rows = torch.nonzero(f_pred != g_pred).flatten()
     ranks = rank_of_class(forward.g_logits[rows], f_pred[rows])
     f_correct = f_pred[rows] == forward.labels[rows]
-    category = torch.where(ranks <= k, 0, torch.where(f_correct, 2, 1))
+    category = torch.where(ranks <= k, _WITHIN, torch.where(f_correct, _WORST, _OUTSIDE))
     return DisagreementAnalysis(k, rows, forward.indices[rows], forward.labels[rows], f_pred[rows], g_pred[rows],
                                 ranks, category, len(forward), forward.labels)
+
+
+MAX_DEPTH_DIRECTIONS = 100_000
+"""The depth search draws all its directions at once (dimension × directions floats): the cap keeps that under ~1 GB."""
 
 
 @dataclass(frozen=True)
@@ -119,21 +195,23 @@ class DepthConfig:
         agreeing_per_class: random agreeing samples per class compared with the disagreements (paper: 100).
         n_directions, refinement_rounds, n_climbs: the depth search budget (see ``projection_depth``).
         seed: seed of the agreeing samples and of the depth search.
+        mad_convention: the MAD of an even number of projections, one of
+            :data:`~flint_analysis.projection_depth.MAD_CONVENTIONS` (see ``projection_depth``).
     """
 
-    space: str = "pca"
-    pca_components: int = 20
-    agreeing_per_class: int = 100
-    n_directions: int = 1000
-    refinement_rounds: int = 30
-    n_climbs: int = 4
-    seed: int = 0
+    space: str = option("pca", choices=DEPTH_SPACES,
+                        help="pca (the inputs on the class's first principal components, non-degenerate), "
+                        "pixels (the paper's raw input, strict: mostly exact zeros on pixel data) or attributes (Φ(x))")
+    pca_components: int = option(20, POSITIVE_INT, "principal components of the pca space (capped at n/10)")
+    agreeing_per_class: int = option(100, POSITIVE_INT, "random agreeing samples per class")
+    n_directions: int = option(1000, Limit(int, 1, MAX_DEPTH_DIRECTIONS), "shared random directions of the depth search")
+    refinement_rounds: int = option(30, NON_NEGATIVE_INT, "refinement rounds of the depth search")
+    n_climbs: int = option(4, POSITIVE_INT, "climbs per query of the depth search")
+    seed: int = option(0, SEED)
+    mad_convention: str = option("average", choices=MAD_CONVENTIONS, help="the MAD of an even number of projections")
 
     def __post_init__(self) -> None:
-        if self.space not in DEPTH_SPACES:
-            raise InputError(f"unknown depth space {self.space!r}; use one of {', '.join(DEPTH_SPACES)}")
-        if self.pca_components < 1 or self.agreeing_per_class < 1:
-            raise InputError("--pca-components and --agreeing must be positive")
+        check_options(self)
 
 
 @dataclass(frozen=True)
@@ -162,6 +240,31 @@ class ClassDepth:
     disagreeing_exact: np.ndarray
     disagreeing_category: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
 
+    def separation(self) -> dict[str, float | None]:
+        """:func:`separation` of this class's disagreeing and agreeing depths."""
+        return separation(self.disagreeing_depth, self.agreeing_depth)
+
+
+@dataclass(frozen=True)
+class DepthSummary:
+    """The depths of all analysed classes pooled (the ``depth.summary`` of the report).
+
+    Attributes:
+        auc, p_value: :func:`separation` of all disagreeing against all agreeing depths.
+        median_depth_agreeing, median_depth_disagreeing: ``None`` where the group is empty.
+        exact_zero_fraction: share of all depths (agreeing and disagreeing) that are proven exactly 0;
+            ``None`` without classes.
+    """
+
+    auc: float | None
+    p_value: float | None
+    median_depth_agreeing: float | None
+    median_depth_disagreeing: float | None
+    exact_zero_fraction: float | None
+
+    def to_dict(self) -> dict[str, float | None]:
+        return asdict(self)
+
 
 def separation(disagreeing: np.ndarray, agreeing: np.ndarray) -> dict[str, float | None]:
     """How well low depth singles out disagreements: ROC AUC and a one-sided Mann–Whitney U p-value.
@@ -178,6 +281,22 @@ def separation(disagreeing: np.ndarray, agreeing: np.ndarray) -> dict[str, float
     auc = float(roc_auc_score(truth, -np.r_[disagreeing, agreeing]))
     p_value = float(mannwhitneyu(disagreeing, agreeing, alternative="less").pvalue)
     return {"auc": auc, "p_value": p_value if np.isfinite(p_value) else None}
+
+
+def summarise_depths(depths: Sequence[ClassDepth]) -> DepthSummary:
+    """Pool the classes of :func:`disagreement_depth`: separation, medians and the share of exact zeros."""
+    agreeing = np.concatenate([d.agreeing_depth for d in depths]) if depths else np.zeros(0)
+    disagreeing = np.concatenate([d.disagreeing_depth for d in depths]) if depths else np.zeros(0)
+    pooled = separation(disagreeing, agreeing)
+    return DepthSummary(
+        auc=pooled["auc"],
+        p_value=pooled["p_value"],
+        median_depth_agreeing=float(np.median(agreeing)) if len(agreeing) else None,
+        median_depth_disagreeing=float(np.median(disagreeing)) if len(disagreeing) else None,
+        exact_zero_fraction=float(np.mean(np.r_[np.concatenate([d.agreeing_exact & (d.agreeing_depth == 0) for d in depths]),
+                                                np.concatenate([d.disagreeing_exact & (d.disagreeing_depth == 0) for d in depths])]))
+        if depths else None,
+    )
 
 
 def _features(space: str, images: Tensor, attributes: Tensor) -> np.ndarray:
@@ -244,7 +363,8 @@ def disagreement_depth(
         elif degenerate:
             note = "some directions have MAD = 0 (discrete or constant coordinates): many depths are exactly 0"
         result = projection_depth(queries, reference, n_directions=config.n_directions,
-                                  refinement_rounds=config.refinement_rounds, n_climbs=config.n_climbs, seed=config.seed)
+                                  refinement_rounds=config.refinement_rounds, n_climbs=config.n_climbs, seed=config.seed,
+                                  mad_convention=config.mad_convention)
         a = len(chosen)
         results.append(ClassDepth(
             c, n, d, degenerate, note,

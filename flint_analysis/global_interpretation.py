@@ -13,7 +13,7 @@ Pure computation: tensors in, a :class:`GlobalInterpretation` out. Figures and f
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import Tensor
@@ -23,11 +23,11 @@ from types import MappingProxyType
 from typing import Any
 
 from flint_analysis.am_pi import AmPiConfig, AmPiResult
-from flint_analysis.attribute_tools import AttributeToolResults, AttributeToolsConfig, run_attribute_tools
+from flint_analysis.attribute_tools import AUTO, AttributeToolResults, AttributeToolsConfig, resolve_attribution, run_attribute_tools
 from flint_analysis.datasets import ImageDataset
 from flint_analysis.decoder_ablation import DecoderAblation
-from flint_analysis.errors import InputError
-from flint_analysis.inference import ForwardPass, forward_pass
+from flint_analysis.inference import DEFAULT_BATCH_SIZE, ForwardPass, forward_pass
+from flint_analysis.options import FINITE, POSITIVE_INT, SEED, check_options, option
 from flint_analysis.mas import CLASS_BY, MaxActivatingSamples, max_activating_samples
 from flint_analysis.models import FlintModel
 from flint_analysis.relevance import (
@@ -51,8 +51,9 @@ class GlobalConfig:
         mas_per_pair: maximum activating samples per pair (paper: 3).
         mas_pool: ``"subset"`` (``S_rnd``) or ``"train"`` (the whole training split).
         mas_class_by: ``"prediction"`` (g's class, as for ``r_{j,c}``) or ``"label"``.
-        attribution: a method of :data:`~flint_analysis.attribution.ATTRIBUTION_METHODS`, or ``None``
-            (the paper's choice for the architecture is :func:`~flint_analysis.models.default_attribution`).
+        attribution: a method of :data:`~flint_analysis.attribution.ATTRIBUTION_METHODS`, ``None``, or ``"auto"``
+            (default): the paper's choice for the model's architecture (gradient for lenet, guided
+            backpropagation for resnet18), the same as ``flint-analyze global``.
         attribution_settings: the method's settings (e.g. integrated gradients' ``n_steps``, ``baseline``).
         decoder: run the decoder ablation.
         am_pi: AM+PI hyper-parameters.
@@ -63,29 +64,29 @@ class GlobalConfig:
         batch_size: batch size of forward passes.
     """
 
-    subset_size: int = 1000
-    threshold: float = 0.1
-    mas_per_pair: int = 3
-    mas_pool: str = "subset"
-    mas_class_by: str = "prediction"
-    attribution: str | None = "gradient"
+    subset_size: int = option(1000, POSITIVE_INT, "size of the random training subset S_rnd")
+    threshold: float = option(0.1, FINITE, "select pairs with r_(j,c) above this")
+    mas_per_pair: int = option(3, POSITIVE_INT, "maximum activating samples per pair")
+    mas_pool: str = option("subset", choices=MAS_POOLS, help="where MAS are searched: S_rnd or the whole training split")
+    mas_class_by: str = option("prediction", choices=CLASS_BY,
+                               help="a sample belongs to class c by g's prediction (as for r_(j,c)) or by its label")
+    attribution: str | None = AUTO
     decoder: bool = True
     am_pi: AmPiConfig = field(default_factory=AmPiConfig)
     classes: tuple[int, ...] | None = None
     attribution_settings: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
-    overview_samples: int = 5
-    relevance_plot_samples: int = 80
-    seed: int = 0
-    batch_size: int = 256
+    overview_samples: int = option(5, POSITIVE_INT)
+    relevance_plot_samples: int = option(80, POSITIVE_INT)
+    seed: int = option(0, SEED, "seed of every random choice")
+    batch_size: int = option(DEFAULT_BATCH_SIZE, POSITIVE_INT, "batch size of forward passes")
 
     def __post_init__(self) -> None:
-        if self.subset_size < 1:
-            raise InputError(f"the subset size must be positive, got {self.subset_size}")
-        if self.mas_pool not in MAS_POOLS:
-            raise InputError(f"unknown MAS pool {self.mas_pool!r}; use one of {', '.join(MAS_POOLS)}")
-        if self.mas_class_by not in CLASS_BY:
-            raise InputError(f"unknown MAS class grouping {self.mas_class_by!r}; use one of {', '.join(CLASS_BY)}")
+        check_options(self)
         self.tools  # noqa: B018 -- checks the attribution method and its settings
+
+    def for_architecture(self, architecture: str | None) -> GlobalConfig:
+        """This configuration with ``attribution="auto"`` replaced by the architecture's default method."""
+        return replace(self, attribution=resolve_attribution(self.attribution, architecture))
 
     @property
     def tools(self) -> AttributeToolsConfig:
@@ -140,6 +141,25 @@ class AttributeOverview:
 
 
 @dataclass(frozen=True)
+class AmPiSummary:
+    """How many AM+PI runs (one per pair and MAS) raised φ_j.
+
+    Attributes:
+        runs: AM+PI runs; raised: those that raised φ_j.
+    """
+
+    runs: int
+    raised: int
+
+    @property
+    def not_raised(self) -> int:
+        return self.runs - self.raised
+
+    def to_dict(self) -> dict[str, int]:
+        return {"runs": self.runs, "raised": self.raised, "not_raised": self.not_raised}
+
+
+@dataclass(frozen=True)
 class GlobalInterpretation:
     """Result of :func:`global_interpretation`.
 
@@ -162,6 +182,23 @@ class GlobalInterpretation:
     analyses: list[PairAnalysis]
     overview: AttributeOverview
     plotted_rows: Tensor
+
+    def am_pi_summary(self) -> AmPiSummary:
+        """The AM+PI runs of all pairs (one per MAS) and how many raised φ_j."""
+        raised = [bool(a.am_pi.raised[k]) for a in self.analyses for k in range(len(a.mas.indices))]
+        return AmPiSummary(runs=len(raised), raised=sum(raised))
+
+    @property
+    def classes_with_pairs(self) -> set[int]:
+        """The classes of the analysed pairs."""
+        return {a.pair.class_index for a in self.analyses}
+
+    @property
+    def largest_relevance(self) -> float:
+        """The largest ``r_{j,c}`` over the classes g predicts in ``S_rnd`` (0.0 if none): no pair is selected above it."""
+        never = set(self.relevance.never_predicted)
+        rows = self.relevance.relevance.tolist()
+        return max((float(v) for c, row in enumerate(rows) if c not in never for v in row), default=0.0)
 
 
 def random_subset(num_samples: int, size: int, seed: int) -> Tensor:
@@ -218,6 +255,7 @@ def global_interpretation(
         progress: show progress bars.
     """
     device = torch.device(device)
+    config = config.for_architecture(model.architecture_name)
     subset_indices = random_subset(len(train), config.subset_size, config.seed)
     if config.mas_pool == "train":
         pool = forward_pass(model, train, batch_size=config.batch_size, device=device, progress=progress,

@@ -13,6 +13,9 @@ from flint_analysis.models import FlintModel, eval_mode
 from flint_analysis.progress import progress_bar
 
 
+DEFAULT_BATCH_SIZE = 256
+"""Samples per forward pass (``--batch-size``); any value gives the same numbers up to float rounding."""
+
 @dataclass(frozen=True)
 class ForwardPass:
     """Outputs of a FLINT model on ``N`` samples (CPU tensors).
@@ -56,7 +59,7 @@ def forward_pass(
     model: FlintModel,
     dataset: ImageDataset,
     indices: Tensor | Sequence[int] | None = None,
-    batch_size: int = 256,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     device: torch.device | str = "cpu",
     progress: bool = False,
     description: str = "forward pass",

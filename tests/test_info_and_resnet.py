@@ -5,7 +5,8 @@ import json
 import torch
 
 from flint_analysis.am_pi import AmPiConfig, am_pi
-from flint_analysis.attribution import attribute_inputs, default_attribution_method
+from flint_analysis.attribution import attribute_inputs
+from flint_analysis.models import default_attribution
 from flint_analysis.checkpoint import Checkpoint, load_checkpoint
 from flint_analysis.cli import main
 from flint_analysis.models import AttributeHead, build_model, resolve_architecture_kwargs
@@ -40,7 +41,7 @@ def test_resnet18_guided_backprop_and_am_pi_run_and_leave_the_model_untouched():
     model = build_model("resnet18", {"num_attributes": 5, "attribute_activation": "leaky_relu"}).eval()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     x = torch.rand(2, 1, 28, 28)
-    assert default_attribution_method("resnet18") == "guided-backprop"
+    assert default_attribution("resnet18") == "guided-backprop"
     maps = attribute_inputs(model, x, torch.tensor([0, 3]), method="guided-backprop").maps
     plain = attribute_inputs(model, x, torch.tensor([0, 3]), method="gradient").maps
     assert maps.shape == x.shape and torch.isfinite(maps).all() and not torch.allclose(maps, plain)

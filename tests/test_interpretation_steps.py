@@ -5,7 +5,8 @@ import torch
 from torch import nn
 
 from flint_analysis.am_pi import AmPiConfig, am_pi, boundedness, total_variation
-from flint_analysis.attribution import attribute_inputs, default_attribution_method
+from flint_analysis.attribution import attribute_inputs
+from flint_analysis.models import default_attribution
 from flint_analysis.decoder_ablation import decoder_ablation
 from flint_analysis.inference import ForwardPass
 from flint_analysis.mas import max_activating_samples
@@ -89,8 +90,8 @@ def test_captum_gradient_equals_autograd():
         torch.testing.assert_close(maps[b : b + 1], expected)
     negated = attribute_inputs(model, x, targets, torch.tensor([1, -1, 1, -1]), method="gradient").maps
     torch.testing.assert_close(negated, maps * torch.tensor([1.0, -1.0, 1.0, -1.0]).view(4, 1, 1, 1))
-    assert default_attribution_method("lenet") == "gradient"
-    assert default_attribution_method("resnet18") == "guided-backprop"
+    assert default_attribution("lenet") == "gradient"
+    assert default_attribution("resnet18") == "guided-backprop"
 
 
 def two_layer_relu_model() -> FlintModel:

@@ -58,7 +58,7 @@ def test_metrics_match_brute_force_loops():
         assert m.conciseness[tau] == pytest.approx(sum(sum(v > 1 / tau for v in row) for row in r) / n)
     with pytest.raises(InputError, match="k = 5 is out of range"):
         evaluate(fp, ks=(5,))
-    with pytest.raises(InputError, match="τ must be greater than 1"):
+    with pytest.raises(InputError, match="τ must be a finite number > 1"):
         conciseness_curve(torch.zeros(2, 3), (1.0,))
 
 

@@ -41,12 +41,13 @@ def run(bundle, tmp_path, name, config=FAST, seed=0, checkpoint=None):
 def test_short_training_beats_chance_by_a_wide_margin(mnist_subset, tmp_path):
     result = run(mnist_subset, tmp_path, "a.pt")
     last = result.history[-1]
-    assert last["test_accuracy_f"] > 70.0  # chance is 10 %
-    assert last["test_accuracy_g"] > 35.0
-    assert [record["epoch"] for record in result.history] == [0, 1, 2]
-    assert [record["weights"]["zeta"] for record in result.history] == [0.0, FAST.zeta, FAST.zeta]
+    assert last.test_accuracy_f > 70.0  # chance is 10 %
+    assert last.test_accuracy_g > 35.0
+    assert [record.epoch for record in result.history] == [0, 1, 2]
+    assert [record.weights["zeta"] for record in result.history] == [0.0, FAST.zeta, FAST.zeta]
     saved = load_checkpoint(tmp_path / "a.pt")
-    assert len(saved.history) == 3 and saved.training["config"]["learning_rate"] == 2e-3
+    assert len(saved.history) == 3 and saved.training.config.learning_rate == 2e-3
+    assert saved.history == result.history and saved.training == result.training
 
 
 def state(checkpoint: Checkpoint) -> dict[str, torch.Tensor]:

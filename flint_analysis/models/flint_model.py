@@ -81,6 +81,7 @@ class FlintModel(nn.Module):
         self.interpreter = interpreter
         self.decoder = decoder
         self.tap_names: tuple[str, ...] = tuple(tap_names)
+        self.architecture_name: str | None = None  # the registry name, set by build_model
 
     @property
     def num_attributes(self) -> int:

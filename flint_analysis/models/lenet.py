@@ -1,7 +1,7 @@
 """LeNet-based FLINT networks for 1×28×28 images (MNIST, FashionMNIST, QuickDraw bitmaps).
 
 Layer sizes follow the paper's supplement Fig. 9 as implemented in the authors' MNIST networks
-(``shared/reference/official-code-notes.md`` §1.1):
+(their ``Net2_MNIST_old``):
 
 - ``f``: Conv(1,16,3) → ReLU → Conv(16,32,3) → MaxPool(2) → Dropout(0.5) → ReLU, read by Φ (the paper's
   "output of 2nd conv layer", 32×14×14), then FC(6272,128) → ReLU → Dropout(0.5) → FC(128,C).
@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from flint_analysis.errors import ArchitectureError
 from flint_analysis.models.flint_model import FlintModel, activation_module
+from flint_analysis.models.registry import Architecture, FloatRule, contract_rules
 
 
 class LeNetPredictor(nn.Module):
@@ -106,8 +107,20 @@ def lenet(
         raise ArchitectureError(f"lenet needs an input size divisible by 4, got {input_size}")
     return FlintModel(
         predictor=LeNetPredictor(in_channels, num_classes, input_size, dropout),
-        tap_names=["features"],
+        tap_names=LENET.taps,
         attributes=LeNetAttributes(num_attributes, attribute_activation),
         interpreter=nn.Linear(num_attributes, num_classes),
         decoder=LeNetDecoder(num_attributes, in_channels, input_size),
     )
+
+
+LENET = Architecture(
+    name="lenet",
+    builder=lenet,
+    taps=("features",),
+    default_attribution="gradient",
+    default_preset="paper-mnist",
+    kwarg_rules={**contract_rules(input_size_high=256), "dropout": FloatRule(0.0, 1.0)},
+    tap_shapes=lambda size: ((32, size // 2, size // 2),),
+    summary="LeNet-based f for 1×28×28 images (paper Fig. 9); Φ reads features (32×14×14); J = 25",
+)

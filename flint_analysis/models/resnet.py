@@ -1,7 +1,7 @@
 """ResNet18-based FLINT networks for QuickDraw (paper supplement Fig. 10).
 
 As in the paper ("Adapted ResNet18 (no batch normalization layers)") and the authors' QuickDraw
-networks (``official-code-notes.md`` §1.2):
+networks (their ``MyResNet``):
 
 - ``f``: a 3×3 stride-1 stem (64 maps, no bias) → ReLU, four stages of two basic blocks without batch
   norm (64, 128, 256, 512 maps; strides 1, 2, 2, 2), global average pooling, FC(512,512) → ReLU →
@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from flint_analysis.errors import ArchitectureError
 from flint_analysis.models.flint_model import FlintModel, activation_module
+from flint_analysis.models.registry import Architecture, contract_rules
 
 
 class BasicBlock(nn.Module):
@@ -132,8 +133,21 @@ def resnet18(
         raise ArchitectureError(f"resnet18 needs an input size divisible by 4, got {input_size}")
     return FlintModel(
         predictor=ResNet18Predictor(in_channels, num_classes),
-        tap_names=["layer3", "layer4.0"],
+        tap_names=RESNET18.taps,
         attributes=ResNetAttributes(num_attributes, attribute_activation),
         interpreter=nn.Linear(num_attributes, num_classes),
         decoder=ResNetDecoder(num_attributes, in_channels, input_size),
     )
+
+
+# resnet18's decoder ends in FC(8·S², C·S²), hence its smaller largest input size.
+RESNET18 = Architecture(
+    name="resnet18",
+    builder=resnet18,
+    taps=("layer3", "layer4.0"),
+    default_attribution="guided-backprop",
+    default_preset="paper-quickdraw",
+    kwarg_rules=contract_rules(input_size_high=64),
+    tap_shapes=lambda size: ((256, size // 4, size // 4), (512, -(-size // 8), -(-size // 8))),
+    summary="ResNet-18 without batch norm (paper Fig. 10), for QuickDraw; Φ reads layer3 and layer4.0; J = 24",
+)

@@ -9,7 +9,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from flint_analysis.disagreement import ClassDepth
+from flint_analysis.disagreement import ClassDepth, DisagreementCategory
 from flint_analysis.plots.style import FAILURE_COLOR, FONT_SIZE, new_figure, plain_text, show_image
 
 
@@ -45,7 +45,7 @@ def plot_depths(depths: Sequence[ClassDepth], class_names: Sequence[str], space:
         ax = figure.add_subplot(rows, columns, panel + 1)
         a = len(depth.agreeing_depth)
         ax.scatter(np.arange(1, a + 1), depth.agreeing_depth, s=9, color="#888888", label="agreeing")
-        worst = depth.disagreeing_category == 2
+        worst = depth.disagreeing_category == DisagreementCategory.OUTSIDE_TOP_K_F_CORRECT.code
         x = np.arange(a + 1, a + 1 + len(depth.disagreeing_depth))
         ax.scatter(x[~worst], depth.disagreeing_depth[~worst], s=22, color=FAILURE_COLOR, marker="o", label="disagreeing")
         ax.scatter(x[worst], depth.disagreeing_depth[worst], s=30, color=FAILURE_COLOR, marker="x", label="disagreeing, f right, outside top-k")

@@ -1,13 +1,17 @@
-"""What every report shares: provenance, the output-folder safety check, and the page header."""
+"""What every report shares: provenance, the output-folder safety check, the folder skeleton, and the page header."""
 
 from __future__ import annotations
 
 import importlib
 import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flint_analysis.atomic_output import OutputLayout, describe_os_error, foreign_message, remove_stale_leftovers, resolve_output_folder
+from flint_analysis.atomic_output import (
+    OutputLayout, atomic_directory, describe_os_error, foreign_message, remove_stale_leftovers, resolve_output_folder, write_json,
+)
 from flint_analysis.checkpoint import Checkpoint
 from flint_analysis.errors import OutputError
 from flint_analysis.report_writers.html import escape
@@ -34,6 +38,11 @@ def provenance(checkpoint: Checkpoint) -> dict[str, Any]:
         "versions": library_versions(),
         "environment": compute_environment(device),
     }
+
+
+def report_stamp(schema: str, schema_version: int, checkpoint: Checkpoint) -> dict[str, Any]:
+    """The keys every report JSON starts with: its schema and version, then :func:`provenance`."""
+    return {"schema": schema, "schema_version": schema_version, **provenance(checkpoint)}
 
 
 _WRITER_MODULES = {"global.json": "global_report", "local.json": "local_report", "metrics.json": "metrics_report",
@@ -99,3 +108,53 @@ def header(title: str, data: dict[str, Any], extra: str = "") -> list[str]:
         f"flint-analysis {escape(data['versions'].get('flint-analysis'))}, torch {escape(data['versions'].get('torch'))}, "
         f"captum {escape(data['versions'].get('captum'))}. {extra}</p>",
     ]
+
+
+@dataclass(frozen=True)
+class ReportContent:
+    """What :func:`write_report_folder` puts in a report folder.
+
+    Attributes:
+        data: the JSON data, written as the layout's marker file (e.g. ``global.json``).
+        html: the text of ``index.html``.
+        figures: file name (relative to the folder) → a function that draws the figure; drawn and saved one
+            at a time, in this order.
+        folders: sub-folders created first (even when no figure goes into them).
+    """
+
+    data: dict[str, Any]
+    html: str
+    figures: Mapping[str, Callable[[], Any]] = field(default_factory=dict)
+    folders: Sequence[str] = ()
+
+
+def write_report_folder(output_dir: str | Path, layout: OutputLayout, sha256: str | None, force: bool,
+                        content: Callable[[], ReportContent], save: Callable[[Any, Path], None]) -> dict[str, Any]:
+    """Write a report folder atomically and return its JSON data: the skeleton of the global, metrics and disagreement writers.
+
+    1. :func:`check_output_folder` on ``output_dir`` (marker ``layout.marker``), before anything is computed;
+    2. ``content()`` builds the data, the page and the figure makers;
+    3. in a staging folder (:func:`~flint_analysis.atomic_output.atomic_directory`): the sub-folders, every
+       figure (``save(figure, path)``), the JSON, ``index.html``;
+    4. under the lock, the same check again on ``output_dir``, then the swap.
+
+    ``save`` is the writer module's ``save_figure`` (passed in, so that it can be replaced per writer).
+    """
+    output_dir = Path(output_dir)
+    marker = layout.marker
+    if marker is None:
+        raise ValueError(f"the {layout.kind} layout names no marker file")
+
+    def check(target: Path) -> None:
+        check_output_folder(target, marker, sha256, force, layout)
+
+    check(output_dir)
+    report = content()
+    with atomic_directory(output_dir, layout, check) as staging:
+        for folder in report.folders:
+            (staging / folder).mkdir()
+        for name, draw in report.figures.items():
+            save(draw(), staging / name)
+        write_json(staging / marker, report.data)
+        (staging / "index.html").write_text(report.html)
+    return report.data

@@ -12,7 +12,7 @@ from typing import Any
 
 from flint_analysis.checkpoint import Checkpoint
 from flint_analysis.global_interpretation import GlobalInterpretation, PairAnalysis
-from flint_analysis.atomic_output import OutputLayout, atomic_directory, write_json
+from flint_analysis.atomic_output import OutputLayout
 from flint_analysis.plots import save_figure
 from flint_analysis.plots.global_plots import (
     plot_attribute_overview,
@@ -20,7 +20,7 @@ from flint_analysis.plots.global_plots import (
     plot_relevance_heatmap,
     plot_sample_relevance,
 )
-from flint_analysis.report_writers.common import check_output_folder, header, provenance
+from flint_analysis.report_writers.common import ReportContent, header, report_stamp, write_report_folder
 from flint_analysis.report_writers.html import Raw, escape, image, link, page, table
 
 SCHEMA = "flint-analysis/global"
@@ -71,12 +71,9 @@ def global_report_data(result: GlobalInterpretation, checkpoint: Checkpoint) -> 
                 for k in range(len(mas.indices))
             ],
         })
-    runs = [m["am_pi"]["raised"] for p in pairs for m in p["mas"]]
     plotted = result.plotted_rows
     return {
-        "schema": SCHEMA,
-        "schema_version": SCHEMA_VERSION,
-        **provenance(checkpoint),
+        **report_stamp(SCHEMA, SCHEMA_VERSION, checkpoint),
         "split": "train",
         "parameters": {
             "subset_size": config.subset_size,
@@ -98,7 +95,7 @@ def global_report_data(result: GlobalInterpretation, checkpoint: Checkpoint) -> 
         },
         "relevance": {"rows": "classes", "columns": "attributes", "matrix": matrix},
         "pairs": pairs,
-        "am_pi_summary": {"runs": len(runs), "raised": int(sum(runs)), "not_raised": len(runs) - int(sum(runs))},
+        "am_pi_summary": result.am_pi_summary().to_dict(),
         "per_sample_relevance": {
             "indices": result.subset.indices[plotted].tolist(),
             "labels": result.subset.labels[plotted].tolist(),
@@ -175,22 +172,22 @@ def write_global_report(result: GlobalInterpretation, checkpoint: Checkpoint, ou
     ``output_dir`` must be new, empty, or hold only a global report (:data:`LAYOUT`) of this checkpoint (of any
     with ``force``); this is checked first and again when the new folder is moved into place.
     """
-    output_dir = Path(output_dir)
-    check_output_folder(output_dir, JSON_NAME, checkpoint.sha256, force, LAYOUT)
     spec = checkpoint.dataset
-    data = global_report_data(result, checkpoint)
-    check = lambda target: check_output_folder(target, JSON_NAME, checkpoint.sha256, force, LAYOUT)  # noqa: E731
-    with atomic_directory(output_dir, LAYOUT, check) as staging:
-        (staging / "classes").mkdir()
-        save_figure(plot_relevance_heatmap(result.relevance, result.pairs, spec.class_names, result.config.threshold),
-                    staging / "relevance_heatmap.png")
-        save_figure(plot_sample_relevance(result.sample_relevances[result.plotted_rows], result.subset.labels[result.plotted_rows],
-                                          spec.class_names), staging / "sample_relevance.png")
-        save_figure(plot_attribute_overview(result.overview, result.relevance, spec.class_names, spec.value_range,
-                                            result.config.threshold), staging / "attribute_overview.png")
+    config = result.config
+
+    def content() -> ReportContent:
+        data = global_report_data(result, checkpoint)
+        plotted = result.plotted_rows
+        figures = {
+            "relevance_heatmap.png": lambda: plot_relevance_heatmap(result.relevance, result.pairs, spec.class_names, config.threshold),
+            "sample_relevance.png": lambda: plot_sample_relevance(result.sample_relevances[plotted], result.subset.labels[plotted],
+                                                                  spec.class_names),
+            "attribute_overview.png": lambda: plot_attribute_overview(result.overview, result.relevance, spec.class_names,
+                                                                      spec.value_range, config.threshold),
+        }
         for class_index, analyses in _class_groups(result).items():
-            figure = plot_class_grid(analyses, spec.class_names, spec.value_range, result.config.attribution)
-            save_figure(figure, staging / class_figure_name(class_index, spec.class_names[class_index]))
-        write_json(staging / JSON_NAME, data)
-        (staging / "index.html").write_text(_index_html(data))
-    return data
+            figures[class_figure_name(class_index, spec.class_names[class_index])] = (
+                lambda analyses=analyses: plot_class_grid(analyses, spec.class_names, spec.value_range, config.attribution))
+        return ReportContent(data=data, html=_index_html(data), figures=figures, folders=("classes",))
+
+    return write_report_folder(output_dir, LAYOUT, checkpoint.sha256, force, content, save=save_figure)

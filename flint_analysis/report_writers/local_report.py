@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from flint_analysis.atomic_output import OutputLayout, atomic_directory, atomic_
 from flint_analysis.local_interpretation import LocalConfig, LocalExplanation
 from flint_analysis.plots import save_figure
 from flint_analysis.plots.local_plots import plot_local_explanation
-from flint_analysis.report_writers.common import check_output_folder, header, provenance
+from flint_analysis.report_writers.common import check_output_folder, header, report_stamp
 from flint_analysis.report_writers.html import Raw, escape, image, link, page, table
 
 SCHEMA = "flint-analysis/local"
@@ -175,9 +176,7 @@ def local_report_data(
     names = checkpoint.dataset.class_names
     f_class, g_class = explanation.f_class, explanation.g_class
     return {
-        "schema": SCHEMA,
-        "schema_version": SCHEMA_VERSION,
-        **provenance(checkpoint),
+        **report_stamp(SCHEMA, SCHEMA_VERSION, checkpoint),
         "sample": {**source.to_dict(), "label": explanation.label,
                    "label_name": None if explanation.label is None else names[explanation.label]},
         "prediction": {
@@ -216,26 +215,26 @@ def local_report_data(
     }
 
 
-def summary_lines(data: dict[str, Any]) -> list[str]:
-    """Two lines that say what the report found (printed by the CLI, shown on the page)."""
-    prediction = data["prediction"]
-    f, g = prediction["f"], prediction["g"]
-    sample = data["sample"]
-    where = f"{sample['split']} #{sample['index']}" if sample["kind"] == "dataset" else sample["path"]
-    label = "" if sample["label"] is None else f", label {sample['label_name']}"
-    agreement = "agree" if prediction["agree"] else f"DISAGREE (f's class is g's #{prediction['f_rank_in_g']})"
-    top = ", ".join(f"φ{t['attribute']} (r={t['relevance']:.2f}, φ={t['activation']:.2f}, rank {t['rank_in_class']}/{t['class_size']})"
-                    for t in data["top"])
+def summary_lines(explanation: LocalExplanation, source: SampleSource, class_names: Sequence[str]) -> list[str]:
+    """Two lines that say what the explanation found (printed by the CLI, shown on the page, kept in ``local.json``)."""
+    f_class, g_class = explanation.f_class, explanation.g_class
+    f_probability = float(explanation.f_probabilities[f_class])
+    g_probability = float(explanation.g_probabilities[g_class])
+    where = f"{source.split} #{source.index}" if not source.path else source.path
+    label = "" if explanation.label is None else f", label {class_names[explanation.label]}"
+    agreement = "agree" if explanation.agree else f"DISAGREE (f's class is g's #{explanation.f_rank_in_g})"
+    top = ", ".join(f"φ{t.attribute} (r={t.relevance:.2f}, φ={t.activation:.2f}, rank {t.rank}/{t.class_size})"
+                    for t in explanation.top)
     return [
-        f"{where}{label}: f {f['class_name']} ({100 * f['probability']:.1f}%), g {g['class_name']} ({100 * g['probability']:.1f}%): {agreement}",
-        f"  why {data['explained_class']['name']}: {top}",
+        f"{where}{label}: f {class_names[f_class]} ({100 * f_probability:.1f}%), g {class_names[g_class]} ({100 * g_probability:.1f}%): {agreement}",
+        f"  why {class_names[explanation.explained_class]}: {top}",
     ]
 
 
-def _sample_html(data: dict[str, Any]) -> str:
+def _sample_html(data: dict[str, Any], summary: list[str]) -> str:
     names = data["dataset"]["class_names"]
     body = header("FLINT local interpretation", data)
-    body.append("<p>" + "<br>".join(escape(line) for line in summary_lines(data)) + "</p>")
+    body.append("<p>" + "<br>".join(escape(line) for line in summary) + "</p>")
     if not data["prediction"]["agree"]:
         body.append("<p class=\"warn\">f and g disagree on this sample: the attributes explain g's decision, which is not f's "
                     "(paper: a local interpretation of f is reliable only where g(x) = f(x)).</p>")
@@ -291,10 +290,23 @@ def _link_or_copy(source: Path, destination: Path) -> None:
         shutil.copy2(source, destination)
 
 
+@dataclass(frozen=True)
+class LocalReports:
+    """What :func:`write_local_reports` wrote.
+
+    Attributes:
+        samples: per explanation, in the order given: its sample folder and its ``report.json`` data.
+        global_report: the folder of the global report the samples link to (``None``: none was found).
+    """
+
+    samples: list[tuple[Path, dict[str, Any]]]
+    global_report: Path | None
+
+
 def write_local_reports(
     explanations: list[LocalExplanation], sources: list[SampleSource], checkpoint: Checkpoint, config: LocalConfig,
     seed: int, output_dir: str | Path, global_dir: str | Path | None = None, force: bool = False,
-) -> list[tuple[Path, dict[str, Any]]]:
+) -> LocalReports:
     """Write one folder per sample plus the folder's ``local.json``/``index.html``, all or nothing.
 
     The new state of the whole folder is built aside: this run's sample folders, the sample folders of earlier
@@ -302,6 +314,7 @@ def write_local_reports(
     ``output_dir`` in one swap. An interrupted or failing run leaves ``output_dir`` as it was. ``output_dir`` must be
     new, empty, or hold only a local report (:data:`LAYOUT`) of this checkpoint (of any with ``force``).
     """
+    config = config.for_architecture(checkpoint.architecture)
     output_dir = Path(output_dir)
     check_output_folder(output_dir, INDEX_NAME, checkpoint.sha256, force, LAYOUT)
     global_report = find_global_report(checkpoint, global_dir)
@@ -320,8 +333,7 @@ def write_local_reports(
                 if source.is_file() and not source.is_symlink():
                     _link_or_copy(source, staging / identifier / name)
         keep.update(entries)
-        index = {"schema": INDEX_SCHEMA, "schema_version": SCHEMA_VERSION, **provenance(checkpoint),
-                 "samples": [keep[k] for k in sorted(keep)]}
+        index = {**report_stamp(INDEX_SCHEMA, SCHEMA_VERSION, checkpoint), "samples": [keep[k] for k in sorted(keep)]}
         write_json(staging / INDEX_NAME, index)
         rows = [[Raw(link(f"{s['folder']}/report.html", s["id"])), s["summary"][0], s["summary"][1]] for s in index["samples"]]
         body = header("FLINT local interpretations", index) + [table(["sample", "predictions", "top attributes"], rows)]
@@ -335,9 +347,10 @@ def write_local_reports(
             (staging / identifier).mkdir(exist_ok=True)
             save_figure(plot_local_explanation(explanation, checkpoint.dataset.class_names, checkpoint.dataset.value_range,
                                                config.attribution), staging / identifier / "report.png")
+            summary = summary_lines(explanation, source, checkpoint.dataset.class_names)
             write_json(staging / identifier / "report.json", data)
-            (staging / identifier / "report.html").write_text(_sample_html(data))
-            entries[identifier] = {"id": identifier, "folder": identifier, "summary": summary_lines(data),
+            (staging / identifier / "report.html").write_text(_sample_html(data, summary))
+            entries[identifier] = {"id": identifier, "folder": identifier, "summary": summary,
                                    "agree": data["prediction"]["agree"], "sample": data["sample"]}
             written.append((sample_dir, data))
-    return written
+    return LocalReports(samples=written, global_report=None if global_report is None else global_report[0])

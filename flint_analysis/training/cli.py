@@ -10,24 +10,14 @@ from typing import Any
 
 from flint_analysis.checkpoint import Checkpoint, load_checkpoint
 from flint_analysis.datasets import DATASETS, load_dataset, load_dataset_for_spec
-from flint_analysis.cli_common import (
-    EXIT_INTERRUPTED, OneLineErrorParser, add_version, device_type, integer, non_negative_float, non_negative_int, positive_float,
-    positive_int, run_command, seed_type,
-)
+from flint_analysis.cli_common import EXIT_INTERRUPTED, OneLineErrorParser, add_version, device_type, integer, run_command
 from flint_analysis.errors import InputError
+from flint_analysis.options import SEED, add_option
 from flint_analysis.models import ARCHITECTURES, KWARG_RULES, build_model, resolve_architecture_kwargs
 from flint_analysis.runtime import resolve_device, seed_everything
 from flint_analysis.training.config import PRESETS, TrainingConfig, preset_for_dataset
 from flint_analysis.training.trainer import train
 
-_WEIGHT_HELP = {
-    "beta": "β, weight of L_of (output fidelity)",
-    "gamma": "γ, weight of L_if (input fidelity / reconstruction)",
-    "delta": "δ, weight of L_cd (conciseness and diversity)",
-    "zeta": "ζ, weight of the entropy terms inside L_cd",
-    "mu": "μ, weight of the diversity entropy inside L_cd",
-    "eta": "η, weight of the ℓ1 term inside L_cd",
-}
 
 
 # J of any built-in architecture (models.KWARG_RULES is the place of truth; the architecture checks it again).
@@ -50,26 +40,24 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--samples-per-class", type=integer(minimum=2), help="quickdraw: drawings per class, ≥ 2 (default 10000, split 80/20)")
     data.add_argument("--classes", nargs="+", help="quickdraw: class names (default: the paper's 10)")
     model = parser.add_argument_group("model")
-    model.add_argument("--preset", choices=list(PRESETS), help="hyper-parameter preset (default: paper-mnist for mnist/fashion-mnist, paper-quickdraw for quickdraw, demo for mnist5k)")
+    model.add_argument("--preset", choices=list(PRESETS), help="hyper-parameter preset (default: the dataset's: " + ", ".join(f"{d.default_preset} for {d.name}" for d in DATASETS.values())
+                       + "; with an --architecture the dataset's preset is not for, that architecture's)")
     model.add_argument("--architecture", choices=list(ARCHITECTURES), help="architecture (default: the preset's)")
     model.add_argument("--num-attributes", type=integer(_J_LOW, _J_HIGH),
                        help=f"J, the number of attributes, {_J_LOW} to {_J_HIGH} (default: the architecture's)")
     model.add_argument("--attribute-activation", choices=["leaky_relu", "relu"], help="Φ's output non-linearity (default: the architecture's)")
     hyper = parser.add_argument_group("training (defaults: the preset's)")
-    hyper.add_argument("--epochs", type=positive_int, help="number of epochs, ≥ 1 (with --resume: the new total)")
-    hyper.add_argument("--batch-size", type=positive_int, help="mini-batch size, ≥ 1")
-    hyper.add_argument("--lr", dest="learning_rate", type=positive_float, help="Adam learning rate, finite and > 0")
-    for name, text in _WEIGHT_HELP.items():
-        hyper.add_argument(f"--{name}", type=non_negative_float, help=f"{text}; finite, ≥ 0")
-    hyper.add_argument("--interpretability-start-epoch", type=non_negative_int, help="0-based epoch that switches on β, δ, η (Algorithm 1: 2)")
-    hyper.add_argument("--entropy-start-epoch", type=non_negative_int, help="0-based epoch that switches on ζ, μ (Algorithm 1: 3)")
-    hyper.add_argument("--l1-reduction", choices=["sum", "mean"], help="‖Φ‖₁ summed over attributes (paper) or averaged (authors' code)")
+    for flag, name in (("--epochs", "epochs"), ("--batch-size", "batch_size"), ("--lr", "learning_rate"), ("--beta", "beta"),
+                       ("--gamma", "gamma"), ("--delta", "delta"), ("--zeta", "zeta"), ("--mu", "mu"), ("--eta", "eta"),
+                       ("--interpretability-start-epoch", "interpretability_start_epoch"),
+                       ("--entropy-start-epoch", "entropy_start_epoch"), ("--l1-reduction", "l1_reduction")):
+        add_option(hyper, flag, TrainingConfig, name, default=None, default_text="the preset's")
     hyper.add_argument("--baseline", action="store_true", help="train f alone (β = γ = δ = 0): the paper's BASE-f")
     run = parser.add_argument_group("run")
     run.add_argument("-o", "--output", help="checkpoint path to write (default: runs/<dataset>/ckpt.pt; with --resume, the resumed file)")
     run.add_argument("--resume", metavar="CKPT", help="continue the run saved in CKPT (its settings; --epochs may extend it)")
     run.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint at --output")
-    run.add_argument("--seed", type=seed_type, default=0, help="seed of initialisation, shuffling and dropout, 0 ≤ seed < 2**63 (default 0)")
+    run.add_argument("--seed", type=SEED.argparse_type(), default=0, help=f"seed of initialisation, shuffling and dropout, {SEED.describe()} (default 0)")
     run.add_argument("--device", type=device_type, default="auto", help="auto (default), cpu, cuda or cuda:N")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
@@ -90,10 +78,15 @@ def _new_checkpoint(args: argparse.Namespace) -> tuple[Checkpoint, TrainingConfi
         options["samples_per_class"] = args.samples_per_class
     if args.classes:
         options["classes"] = args.classes
-    if options and args.dataset != "quickdraw":
-        raise InputError("--samples-per-class and --classes apply to --dataset quickdraw only")
+    entry = DATASETS[args.dataset]
+    refused = [name for name in options if name not in entry.options]
+    if refused:
+        takers = ", ".join(d.name for d in DATASETS.values() if refused[0] in d.options) or "no dataset"
+        raise InputError(f"--{refused[0].replace('_', '-')} does not apply to --dataset {args.dataset} (only to {takers})")
     bundle = load_dataset(args.dataset, data_root=args.data_root, download=args.download, **options)
     preset = args.preset or preset_for_dataset(args.dataset)
+    if args.preset is None and args.architecture is not None and PRESETS[preset][0] != args.architecture:
+        preset = ARCHITECTURES[args.architecture].default_preset  # the dataset's preset is for another network
     preset_architecture, preset_config = PRESETS[preset]
     config = _config_from_args(args, preset_config)
     architecture = args.architecture or preset_architecture
@@ -139,8 +132,8 @@ def _run(args: argparse.Namespace, state: dict[str, Any]) -> int:
         checkpoint = load_checkpoint(args.resume, device="cpu")
         if not checkpoint.resume:
             raise InputError(f"{args.resume} holds no training state to resume (it was not written by flint-train)")
-        config = _config_from_args(args, TrainingConfig.from_dict(checkpoint.training["config"]))
-        seed = int(checkpoint.training["seed"])
+        config = _config_from_args(args, checkpoint.training.config)
+        seed = int(checkpoint.training.seed)
         bundle = load_dataset_for_spec(checkpoint.dataset, data_root=args.data_root, download=args.download)
         checkpoint.model.train()
     else:
@@ -151,7 +144,7 @@ def _run(args: argparse.Namespace, state: dict[str, Any]) -> int:
         return 0
     print(
         f"training {checkpoint.architecture} (J={checkpoint.model.num_attributes}) on {checkpoint.dataset.name} "
-        f"({checkpoint.dataset.train_size}/{checkpoint.dataset.test_size}), preset {checkpoint.training.get('preset')}"
+        f"({checkpoint.dataset.train_size}/{checkpoint.dataset.test_size}), preset {checkpoint.training.preset}"
         f"{', BASE-f' if config.baseline else ''}, seed {seed}, device {device} -> {output}"
     )
     state["output"] = output
@@ -159,9 +152,9 @@ def _run(args: argparse.Namespace, state: dict[str, Any]) -> int:
     train(checkpoint, bundle, config, output, seed, device, progress=not args.quiet)
     last = checkpoint.history[-1]
     chance = 100.0 / checkpoint.dataset.num_classes
-    if not config.baseline and last["test_accuracy_g"] < 2 * chance:
+    if not config.baseline and last.test_accuracy_g < 2 * chance:
         print(
-            f"warning: g is near chance ({last['test_accuracy_g']:.1f}% test accuracy): the attributes collapsed or "
+            f"warning: g is near chance ({last.test_accuracy_g:.1f}% test accuracy): the attributes collapsed or "
             "have not converged; with the paper's η the ℓ1 sum can drive them to zero (see README, Training presets)",
             file=sys.stderr,
         )

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
 
 import torch
-from sklearn.metrics import accuracy_score
 
 from flint_analysis.checkpoint import Checkpoint
 from flint_analysis.datasets import DatasetBundle, data_fingerprint
@@ -18,12 +16,17 @@ from flint_analysis.inference import forward_pass
 from flint_analysis.models import FlintModel
 from flint_analysis.runtime import compute_environment
 from flint_analysis.progress import progress_bar
+from flint_analysis.records import EnvironmentRecord, EpochRecord
 from flint_analysis.training.config import TrainingConfig
 from flint_analysis.training.losses import LossTerms, flint_loss
 
 
 def evaluate(model: FlintModel, bundle: DatasetBundle, device: torch.device, batch_size: int = 1000) -> dict[str, float]:
     """Test-split accuracy of f and g and fidelity (share of samples where g's class equals f's), in %."""
+    # imported here, not at the top: loading a checkpoint with a training config imports this package (for
+    # TrainingConfig), and ``flint-analyze info`` need not wait for scikit-learn
+    from sklearn.metrics import accuracy_score
+
     result = forward_pass(model, bundle.test, batch_size=batch_size, device=device)
     labels, f_pred, g_pred = result.labels.numpy(), result.f_predictions.numpy(), result.g_predictions.numpy()
     return {
@@ -33,14 +36,14 @@ def evaluate(model: FlintModel, bundle: DatasetBundle, device: torch.device, bat
     }
 
 
-def format_epoch(record: dict[str, Any], epochs: int) -> str:
-    """The one-line summary printed after each epoch."""
-    losses = record["train_losses"]
+def format_epoch(record: EpochRecord, epochs: int) -> str:
+    """The one-line summary printed after each epoch (of a record the training loop wrote: every field is set)."""
+    losses = record.train_losses
     return (
-        f"epoch {record['epoch'] + 1:>2}/{epochs}  L_pred {losses['prediction']:.4f}  L_of {losses['output_fidelity']:.4f}  "
+        f"epoch {record.epoch + 1:>2}/{epochs}  L_pred {losses['prediction']:.4f}  L_of {losses['output_fidelity']:.4f}  "
         f"L_if {losses['input_fidelity']:.4f}  L_cd {losses['conciseness_diversity']:.4f}  |  test acc f "
-        f"{record['test_accuracy_f']:.2f}%  acc g {record['test_accuracy_g']:.2f}%  fidelity {record['test_fidelity']:.2f}%  "
-        f"({record['seconds']:.1f} s)"
+        f"{record.test_accuracy_f:.2f}%  acc g {record.test_accuracy_g:.2f}%  fidelity {record.test_fidelity:.2f}%  "
+        f"({record.seconds:.1f} s)"
     )
 
 
@@ -63,7 +66,7 @@ def train(
 
     Also recorded: the data's :func:`~flint_analysis.datasets.data_fingerprint` in ``checkpoint.dataset``
     (a checkpoint that has one must be trained further on the same data), and, in
-    ``checkpoint.training["environments"]``, one :func:`~flint_analysis.runtime.compute_environment` record
+    ``checkpoint.training.environments``, one :func:`~flint_analysis.runtime.compute_environment` record
     per run with the ``first_epoch`` it trained (a resumed run adds one): bit-identical results hold
     only within one torch build, CPU capability, thread count and device.
     """
@@ -92,11 +95,13 @@ def train(
                 f"the resume state of checkpoint {checkpoint.path or '(in memory)'} does not fit its model ({reason}); "
                 "resume from another checkpoint or retrain"
             ) from None
-    environments = list(checkpoint.training.get("environments") or [])
+    environments = list(checkpoint.training.environments or ())
     if checkpoint.epochs_completed < config.epochs:
-        environments.append({"first_epoch": checkpoint.epochs_completed, **compute_environment(device)})
-    checkpoint.training = {**checkpoint.training, "config": config.to_dict(), "seed": seed,
-                           "schedule": [vars(w) for w in config.schedule()], "environments": environments}
+        environments.append(EnvironmentRecord(first_epoch=checkpoint.epochs_completed, environment=compute_environment(device)))
+    checkpoint.training = replace(checkpoint.training, config=config, seed=seed,
+                                  schedule=tuple(asdict(w) for w in config.schedule()), environments=tuple(environments))
+    import sklearn.metrics  # noqa: F401 -- evaluate's import, done before the first epoch's clock starts
+
     images_all, labels_all = bundle.train.images, bundle.train.labels
     num_samples = images_all.shape[0]
     for epoch in range(checkpoint.epochs_completed, config.epochs):
@@ -118,13 +123,10 @@ def train(
             sums += terms.as_tensor() * index.shape[0]  # stays a tensor: no per-step conversion to Python
             if progress and step % 25 == 0:
                 bar.set_postfix(loss=f"{float(terms.total.detach()):.3f}")
-        record: dict[str, Any] = {
-            "epoch": epoch,
-            "weights": vars(weights),
-            "train_losses": dict(zip(LossTerms.names(), (sums / num_samples).tolist())),
-        }
-        record.update(evaluate(model, bundle, device))
-        record["seconds"] = time.perf_counter() - started
+        train_losses = dict(zip(LossTerms.names(), (sums / num_samples).tolist()))
+        metrics = evaluate(model, bundle, device)
+        record = EpochRecord(epoch=epoch, weights=asdict(weights), train_losses=train_losses, **metrics,
+                             seconds=time.perf_counter() - started)
         checkpoint.history.append(record)
         checkpoint.resume = {
             "optimizer": optimizer.state_dict(),
