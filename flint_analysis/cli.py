@@ -248,6 +248,22 @@ def _disagreement(args: argparse.Namespace) -> int:
     return 0
 
 
+def _import_official(args: argparse.Namespace) -> int:
+    from flint_analysis.official_import import import_official
+
+    result = import_official(args.source, args.dataset, args.output, overwrite=args.overwrite)
+    checkpoint, record = result.checkpoint, result.provenance
+    print(f"wrote {checkpoint.path}: {checkpoint.architecture}, J = {checkpoint.model.num_attributes}, "
+          f"{checkpoint.model.num_classes} classes ({args.dataset}), from {args.source} (sha256 {record['source_sha256'][:12]}…)")
+    dropped = record["dropped_keys"]
+    print(f"dropped {len(dropped)} key{'s' if len(dropped) != 1 else ''} of modules the authors' networks never use"
+          + (f": {', '.join(dropped)}" if dropped else ""))
+    for note in record["notes"]:
+        print(f"note: {note}")
+    print(f"next: flint-analyze info {checkpoint.path}")
+    return 0
+
+
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     """Options every analysis command shares: output safety, device, data location, batching, progress."""
     parser.add_argument("--force", action="store_true", help="replace a report of another checkpoint in the output folder")
@@ -377,6 +393,24 @@ def build_parser() -> argparse.ArgumentParser:
         add_option(depth, flag, DepthConfig, name, dest=dest)
     disagreement.set_defaults(handler=_disagreement)
 
+    from flint_analysis.official_import import OFFICIAL_DATASETS
+
+    import_official = commands.add_parser(
+        "import-official", help="convert a checkpoint of the authors' FLINT code into a flint-analysis checkpoint",
+        description="Convert a .pt file written by the authors' FLINT code (a dict of f_state_dict, g_state_dict (Φ), "
+        "h_state_dict, d_state_dict, last_weights, test_info, ...) into a flint-analysis checkpoint of their networks "
+        "(official-lenet for MNIST/FashionMNIST, official-resnet18 for QuickDraw and CIFAR-10) that every analysis "
+        "reads. The file is loaded without running code (weights only; NumPy numbers allowed); its layout, dataset "
+        "and every weight's shape are checked first, keys of modules the authors never use are dropped and listed, "
+        "and the source's SHA-256 and what was dropped are recorded (flint-analyze info shows them).",
+        epilog=EXIT_STATUS_HELP,
+    )
+    import_official.add_argument("source", metavar="SRC", help="the .pt file the authors' code saved")
+    import_official.add_argument("--dataset", required=True, choices=list(OFFICIAL_DATASETS),
+                                 help="what the file was trained on (picks the authors' networks and the class names)")
+    import_official.add_argument("-o", "--output", required=True, help="the flint-analysis checkpoint to write (.pt)")
+    import_official.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    import_official.set_defaults(handler=_import_official)
     for command in (info, global_, local, metrics, disagreement):
         command.epilog = EXIT_STATUS_HELP
     return parser

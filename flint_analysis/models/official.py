@@ -1,0 +1,335 @@
+"""The authors' FLINT networks, for checkpoints trained with their public code.
+
+Written from a description of the authors' networks, not from their code. Each network
+here computes exactly what the authors' network computes in eval mode; ``flint-analyze import-official``
+converts their ``.pt`` files to checkpoints of these architectures (the key mapping is in
+:mod:`flint_analysis.official_import`).
+
+``official-lenet`` (MNIST and FashionMNIST; the authors' ``Net2_MNIST_old``, ``attr_MNIST``, ``explainer``,
+``decode_MNIST``), J = 25:
+
+- ``f``: Conv(1,16,3) → ReLU → Conv(16,32,3) → MaxPool(2) → **Dropout(0.5)** → ReLU, the tap ``features``
+  (32×14×14; the dropout sits before the tap, inactive in eval), then FC(6272,128) → ReLU → Dropout(0.5) → FC(128,C).
+- ``Φ``: Conv(32,64,3) → LeakyReLU(0.01) → AdaptiveAvgPool(3) → FC(576,J) → **LeakyReLU(0.01)** (φ may be
+  slightly negative). The authors' ``conv2`` and ``bn1`` are defined but never used: not built here.
+- ``h``: the authors' ``Dropout(0.01)`` → FC(J,C) **with bias**. The dropout acts only in training and has no
+  weights; ``h`` here is the ``nn.Linear`` alone (eval-mode identical), and imports record that it was dropped.
+- ``d``: FC(J,98) without activation → 2×7×7 → TrConv(2,8) → ReLU → TrConv(8,1) → **ReLU** (output ≥ 0, unbounded).
+
+``official-resnet18`` (QuickDraw; with ``in_channels=3, num_attributes=36, decoder="cifar10",
+input_normalization="cifar10"`` the CIFAR-10 network; the authors' ``MyResNet(version='34', bn=False)``,
+``attr_RN18_multi``, ``explainer``, ``decode2_MNIST`` / ``decode_CIFAR``), J = 24:
+
+- ``f``: a ResNet-18 layout *without batch norm*: 3×3 stride-1 stem (no bias) → ReLU, four stages of two basic
+  blocks (conv3×3 → ReLU → conv3×3, plus an identity or 1×1-conv shortcut, then ReLU; no biases), average
+  pooling over the final 4×4 maps (``avg_pool2d(4)``, hence inputs of 28 to 32 pixels only), FC(512,512) →
+  ReLU → FC(512,C). The authors reuse one ``nn.ReLU`` module twice per block and for the stem and the head;
+  here each use is its own module (Captum's GuidedBackprop guides ``nn.ReLU`` modules, one call each), which
+  changes no value and no state-dict key. Taps: ``layer3`` (256×7×7) and ``layer4.0`` (512×4×4), the 13th
+  and 15th conv layers.
+- ``Φ``: ReLU(Conv(256,64,3,**stride 2**)) on ``layer3`` and ReLU(Conv(512,64,3)) on ``layer4.0``, concatenated
+  → ReLU(Conv(128,64,3)) → AdaptiveAvgPool(3) → FC(576,J) → ReLU. Its unused ``bn1`` is not built.
+- ``h``: as above (Dropout(0.01) dropped, FC with bias).
+- ``d``, ``decoder="quickdraw"``: FC(J,98) → 2×7×7 → TrConv(2,4) → ReLU → TrConv(4,8) → ReLU → FC(6272,784) → ReLU.
+  ``decoder="cifar10"``: FC(J,640) → 10×8×8 → TrConv(10,24) → ReLU → TrConv(24,8) → ReLU → FC(8192,3072),
+  **no output activation** (it reconstructs normalised images).
+- ``input_normalization="cifar10"``: the authors fed CIFAR-10 as ``(x − mean)/std`` per channel (mean
+  0.4914, 0.4822, 0.4465; std 0.247, 0.243, 0.261) with ``x`` in [0, 1]. Here that normalisation is ``f``'s
+  first layer and ``d``'s output is mapped back (``d(Φ)·std + mean``), so the model takes and draws images
+  in [0, 1] like every other model of the package: data, ``--image`` files, AM+PI bounds and figures need
+  no per-channel handling. Logits and attributes equal the authors' on the normalised image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from types import MappingProxyType
+
+import torch
+from torch import Tensor, nn
+
+from flint_analysis.errors import ArchitectureError
+from flint_analysis.models.flint_model import FlintModel, activation_module
+from flint_analysis.models.registry import Architecture, ChoiceRule, IntRule, contract_rules
+
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.247, 0.243, 0.261)
+NORMALIZATIONS = MappingProxyType({"none": None, "cifar10": (CIFAR10_MEAN, CIFAR10_STD)})
+"""``input_normalization`` name → per-channel ``(mean, std)`` the authors applied to their inputs in [0, 1]."""
+DECODERS = ("quickdraw", "cifar10")
+"""``official-resnet18``'s decoders: the authors' ``decode2_MNIST`` (QuickDraw) and ``decode_CIFAR``."""
+
+
+def _channel_buffer(values: Sequence[float]) -> Tensor:
+    return torch.tensor(values, dtype=torch.float32).view(1, -1, 1, 1)
+
+
+class ChannelNormalize(nn.Module):
+    """``(x − mean) / std`` per channel; constants, not weights (no state-dict entries)."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        self.register_buffer("mean", _channel_buffer(mean), persistent=False)
+        self.register_buffer("std", _channel_buffer(std), persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (x - self.mean) / self.std
+
+
+class ChannelDenormalize(ChannelNormalize):
+    """``x · std + mean`` per channel: a normalised image back in [0, 1]."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.std + self.mean
+
+
+def _normalization(name: str, in_channels: int, inverse: bool) -> nn.Module:
+    constants = NORMALIZATIONS.get(name)
+    if constants is None:
+        return nn.Identity()
+    mean, std = constants
+    if len(mean) != in_channels:
+        raise ArchitectureError(f"input_normalization {name!r} is for {len(mean)}-channel inputs, got in_channels={in_channels}")
+    return ChannelDenormalize(mean, std) if inverse else ChannelNormalize(mean, std)
+
+
+def _check_size(name: str, input_size: int) -> None:
+    if input_size % 4:
+        raise ArchitectureError(f"{name} needs an input size divisible by 4, got {input_size}")
+
+
+# ------------------------------------------------------------------------------------------ MNIST
+class OfficialLeNetPredictor(nn.Module):
+    """The authors' ``Net2_MNIST_old``: logits only; Φ reads ``features`` through a hook."""
+
+    def __init__(self, in_channels: int, num_classes: int, input_size: int) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, 16, kernel_size=3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(16, 32, kernel_size=3, padding=1),
+            nn.MaxPool2d(2),
+            nn.Dropout(0.5),
+            nn.ReLU(),
+        )
+        self.flatten = nn.Flatten()
+        half = input_size // 2
+        self.classifier = nn.Sequential(
+            nn.Linear(32 * half * half, 128),
+            nn.ReLU(),
+            nn.Dropout(0.5),
+            nn.Linear(128, num_classes),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier(self.flatten(self.features(x)))
+
+
+class OfficialLeNetAttributes(nn.Module):
+    """The authors' ``attr_MNIST`` without its unused ``conv2`` and ``bn1``."""
+
+    def __init__(self, num_attributes: int, activation: str) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(32, 64, kernel_size=3, padding=1)
+        self.conv1_activation = nn.LeakyReLU(0.01)
+        self.pool = nn.AdaptiveAvgPool2d(3)
+        self.flatten = nn.Flatten()
+        self.fc1 = nn.Linear(64 * 3 * 3, num_attributes)
+        self.output_activation = activation_module(activation)
+
+    def forward(self, taps: Sequence[Tensor]) -> Tensor:
+        (tap,) = taps
+        hidden = self.pool(self.conv1_activation(self.conv1(tap)))
+        return self.output_activation(self.fc1(self.flatten(hidden)))
+
+
+class OfficialLeNetDecoder(nn.Module):
+    """The authors' ``decode_MNIST``: output ≥ 0."""
+
+    def __init__(self, num_attributes: int, out_channels: int, input_size: int) -> None:
+        super().__init__()
+        quarter = input_size // 4
+        self.fc1 = nn.Linear(num_attributes, 2 * quarter * quarter)
+        self.unflatten = nn.Unflatten(1, (2, quarter, quarter))
+        self.trconv1 = nn.ConvTranspose2d(2, 8, kernel_size=3, stride=2, padding=1, output_padding=1)
+        self.relu1 = nn.ReLU()
+        self.trconv2 = nn.ConvTranspose2d(8, out_channels, kernel_size=3, stride=2, padding=1, output_padding=1)
+        self.relu2 = nn.ReLU()
+
+    def forward(self, attributes: Tensor) -> Tensor:
+        hidden = self.relu1(self.trconv1(self.unflatten(self.fc1(attributes))))
+        return self.relu2(self.trconv2(hidden))
+
+
+def official_lenet(
+    num_classes: int = 10,
+    in_channels: int = 1,
+    input_size: int = 28,
+    num_attributes: int = 25,
+    attribute_activation: str = "leaky_relu",
+) -> FlintModel:
+    """The authors' MNIST/FashionMNIST FLINT networks (their ``Net2_MNIST_old``, ``attr_MNIST``, ``explainer``, ``decode_MNIST``; J = 25)."""
+    _check_size("official-lenet", input_size)
+    return FlintModel(
+        predictor=OfficialLeNetPredictor(in_channels, num_classes, input_size),
+        tap_names=OFFICIAL_LENET.taps,
+        attributes=OfficialLeNetAttributes(num_attributes, attribute_activation),
+        interpreter=nn.Linear(num_attributes, num_classes),
+        decoder=OfficialLeNetDecoder(num_attributes, in_channels, input_size),
+    )
+
+
+OFFICIAL_LENET = Architecture(
+    name="official-lenet",
+    builder=official_lenet,
+    taps=("features",),
+    default_attribution="gradient",
+    default_preset="authors-mnist",
+    kwarg_rules=contract_rules(input_size_high=256),
+    tap_shapes=lambda size: ((32, size // 2, size // 2),),
+    summary="the authors' MNIST/FashionMNIST networks (their code, for imported checkpoints); Φ reads features; J = 25",
+)
+
+
+# ------------------------------------------------------------------------------------ QuickDraw / CIFAR-10
+class OfficialBasicBlock(nn.Module):
+    """The authors' ``BasicBlock3`` without batch norm; its one shared ReLU is two modules here."""
+
+    def __init__(self, in_maps: int, out_maps: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_maps, out_maps, kernel_size=3, stride=stride, padding=1, bias=False)
+        self.relu1 = nn.ReLU()
+        self.conv2 = nn.Conv2d(out_maps, out_maps, kernel_size=3, padding=1, bias=False)
+        self.shortcut = nn.Sequential()  # identity, or the authors' 1×1 conv (key ``shortcut.0.weight``)
+        if stride != 1 or in_maps != out_maps:
+            self.shortcut = nn.Sequential(nn.Conv2d(in_maps, out_maps, kernel_size=1, stride=stride, bias=False))
+        self.relu2 = nn.ReLU()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.relu2(self.conv2(self.relu1(self.conv1(x))) + self.shortcut(x))
+
+
+def _stage(in_maps: int, out_maps: int, stride: int) -> nn.Sequential:
+    return nn.Sequential(OfficialBasicBlock(in_maps, out_maps, stride), OfficialBasicBlock(out_maps, out_maps, 1))
+
+
+class OfficialResNetPredictor(nn.Module):
+    """The authors' ``MyResNet`` (a ResNet-18 layout of ``BasicBlock3``): logits only; taps ``layer3``, ``layer4.0``."""
+
+    def __init__(self, in_channels: int, num_classes: int, input_normalization: str) -> None:
+        super().__init__()
+        self.normalize = _normalization(input_normalization, in_channels, inverse=False)
+        self.stem = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
+        self.stem_relu = nn.ReLU()
+        self.layer1 = _stage(64, 64, 1)
+        self.layer2 = _stage(64, 128, 2)
+        self.layer3 = _stage(128, 256, 2)
+        self.layer4 = _stage(256, 512, 2)
+        self.pool = nn.AvgPool2d(4)
+        self.flatten = nn.Flatten()
+        self.fc1 = nn.Linear(512, 512)
+        self.fc1_relu = nn.ReLU()
+        self.fc2 = nn.Linear(512, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.stem_relu(self.stem(self.normalize(x)))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc2(self.fc1_relu(self.fc1(self.flatten(self.pool(x)))))
+
+
+class OfficialResNetAttributes(nn.Module):
+    """The authors' ``attr_RN18_multi`` without its unused ``bn1``; its one shared ReLU is four modules here."""
+
+    def __init__(self, num_attributes: int, activation: str) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(256, 64, kernel_size=3, stride=2, padding=1)
+        self.conv1_relu = nn.ReLU()
+        self.conv2 = nn.Conv2d(512, 64, kernel_size=3, stride=1, padding=1)
+        self.conv2_relu = nn.ReLU()
+        self.conv3 = nn.Conv2d(128, 64, kernel_size=3, stride=1, padding=1)
+        self.conv3_relu = nn.ReLU()
+        self.pool = nn.AdaptiveAvgPool2d(3)
+        self.flatten = nn.Flatten()
+        self.fc1 = nn.Linear(64 * 3 * 3, num_attributes)
+        self.output_activation = activation_module(activation)
+
+    def forward(self, taps: Sequence[Tensor]) -> Tensor:
+        stage3, stage4_block1 = taps
+        merged = torch.cat([self.conv1_relu(self.conv1(stage3)), self.conv2_relu(self.conv2(stage4_block1))], dim=1)
+        hidden = self.pool(self.conv3_relu(self.conv3(merged)))
+        return self.output_activation(self.fc1(self.flatten(hidden)))
+
+
+class OfficialResNetDecoder(nn.Module):
+    """The authors' ``decode2_MNIST`` (``"quickdraw"``: output ReLU) or ``decode_CIFAR`` (``"cifar10"``: none).
+
+    With an input normalisation the output is mapped back to [0, 1] space (``·std + mean``).
+    """
+
+    _CHANNELS = {"quickdraw": (2, 4, 8), "cifar10": (10, 24, 8)}
+
+    def __init__(self, num_attributes: int, out_channels: int, input_size: int, kind: str, input_normalization: str) -> None:
+        super().__init__()
+        if kind not in self._CHANNELS:
+            raise ArchitectureError(f"unknown official-resnet18 decoder {kind!r}; use one of {', '.join(DECODERS)}")
+        first, second, third = self._CHANNELS[kind]
+        quarter = input_size // 4
+        self.fc1 = nn.Linear(num_attributes, first * quarter * quarter)
+        self.unflatten = nn.Unflatten(1, (first, quarter, quarter))
+        self.trconv1 = nn.ConvTranspose2d(first, second, kernel_size=3, stride=2, padding=1, output_padding=1)
+        self.relu1 = nn.ReLU()
+        self.trconv2 = nn.ConvTranspose2d(second, third, kernel_size=3, stride=2, padding=1, output_padding=1)
+        self.relu2 = nn.ReLU()
+        self.flatten = nn.Flatten()
+        self.fc2 = nn.Linear(third * input_size * input_size, out_channels * input_size * input_size)
+        self.output_activation: nn.Module = nn.ReLU() if kind == "quickdraw" else nn.Identity()
+        self.image = nn.Unflatten(1, (out_channels, input_size, input_size))
+        self.denormalize = _normalization(input_normalization, out_channels, inverse=True)
+
+    def forward(self, attributes: Tensor) -> Tensor:
+        hidden = self.relu1(self.trconv1(self.unflatten(self.fc1(attributes))))
+        hidden = self.relu2(self.trconv2(hidden))
+        return self.denormalize(self.image(self.output_activation(self.fc2(self.flatten(hidden)))))
+
+
+def official_resnet18(
+    num_classes: int = 10,
+    in_channels: int = 1,
+    input_size: int = 28,
+    num_attributes: int = 24,
+    attribute_activation: str = "relu",
+    decoder: str = "quickdraw",
+    input_normalization: str = "none",
+) -> FlintModel:
+    """The authors' QuickDraw FLINT networks (their ``MyResNet``, ``attr_RN18_multi``, ``decode2_MNIST``; J = 24), and with
+    ``in_channels=3, num_attributes=36, decoder="cifar10", input_normalization="cifar10"`` their CIFAR-10 ones."""
+    _check_size("official-resnet18", input_size)
+    if -(-input_size // 8) != 4:
+        raise ArchitectureError(
+            f"official-resnet18 averages layer4's 4×4 maps (the authors' avg_pool2d(4)): it takes 28 to 32 pixels, got {input_size}"
+        )
+    return FlintModel(
+        predictor=OfficialResNetPredictor(in_channels, num_classes, input_normalization),
+        tap_names=OFFICIAL_RESNET18.taps,
+        attributes=OfficialResNetAttributes(num_attributes, attribute_activation),
+        interpreter=nn.Linear(num_attributes, num_classes),
+        decoder=OfficialResNetDecoder(num_attributes, in_channels, input_size, decoder, input_normalization),
+    )
+
+
+OFFICIAL_RESNET18 = Architecture(
+    name="official-resnet18",
+    builder=official_resnet18,
+    taps=("layer3", "layer4.0"),
+    default_attribution="guided-backprop",
+    default_preset="authors-quickdraw",
+    kwarg_rules={
+        **contract_rules(input_size_high=32),
+        "input_size": IntRule(28, 32, multiple_of=4),
+        "decoder": ChoiceRule(DECODERS, "official-resnet18 decoder"),
+        "input_normalization": ChoiceRule(tuple(NORMALIZATIONS), "input normalisation"),
+    },
+    tap_shapes=lambda size: ((256, size // 4, size // 4), (512, -(-size // 8), -(-size // 8))),
+    summary="the authors' QuickDraw and CIFAR-10 ResNet-18 networks (their code, for imported checkpoints); "
+    "Φ reads layer3 and layer4.0; J = 24 (CIFAR-10: 36)",
+)
