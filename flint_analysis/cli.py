@@ -399,7 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
         "import-official", help="convert a checkpoint of the authors' FLINT code into a flint-analysis checkpoint",
         description="Convert a .pt file written by the authors' FLINT code (a dict of f_state_dict, g_state_dict (Φ), "
         "h_state_dict, d_state_dict, last_weights, test_info, ...) into a flint-analysis checkpoint of their networks "
-        "(official-lenet for MNIST/FashionMNIST, official-resnet18 for QuickDraw and CIFAR-10) that every analysis "
+        "(lenet for MNIST/FashionMNIST, which computes exactly their network, official-resnet18 for QuickDraw and CIFAR-10) that every analysis "
         "reads. The file is loaded without running code (weights only; NumPy numbers allowed); its layout, dataset "
         "and every weight's shape are checked first, keys of modules the authors never use are dropped and listed, "
         "and the source's SHA-256 and what was dropped are recorded (flint-analyze info shows them).",

@@ -17,16 +17,18 @@ networks for ``--dataset`` (the family, the input channels and the class count n
 every key is mapped, known-unused ones are dropped and listed, anything else is refused; shapes are compared
 on the meta device; weights must be finite floats), and the informational entries by type.
 
-Key mappings (authors' key → ours; ``official-lenet`` and ``official-resnet18``):
+Key mappings (authors' key → ours; ``lenet``, which computes exactly the authors' MNIST network, and
+``official-resnet18``):
 
-- ``f``: MNIST identity (``features.{0,2}``, ``classifier.{0,3}``); ResNet ``convnet.conv1.weight`` → ``stem.weight``,
+- ``f``: MNIST ``features.{0,2}`` unchanged, ``classifier.{0,3}`` → ``classifier.{1,4}``; ResNet ``convnet.conv1.weight`` → ``stem.weight``,
   ``convnet.layerL.B.*`` → ``layerL.B.*`` (``conv1``, ``conv2``, ``shortcut.0``), ``convnet.fc.*`` → ``fc1.*``,
   ``fc2.*`` → ``fc2.*``; dropped: ``convnet.bn1.*`` (weight, bias, running_mean, running_var, num_batches_tracked).
-- ``Φ`` (``g_state_dict``): identity (``conv1``, ``fc1``; ResNet also ``conv2``, ``conv3``); dropped: MNIST
+- ``Φ`` (``g_state_dict``): MNIST ``conv1`` → ``conv``, ``fc1`` → ``fc``; ResNet unchanged (``conv1``, ``conv2``,
+  ``conv3``, ``fc1``); dropped: MNIST
   ``conv2.*`` and ``bn1.*``, ResNet ``bn1.*``.
 - ``h``: ``fc1.weight`` → ``weight``, ``fc1.bias`` → ``bias`` (its input ``Dropout(0.01)`` has no weights and acts
   in training only: dropped, and recorded).
-- ``d``: identity (``fc1``, ``trconv1``, ``trconv2``; QuickDraw and CIFAR-10 also ``fc2``).
+- ``d``: MNIST ``fc1``, ``trconv1``, ``trconv2`` → ``layers.{0,2,4}``; QuickDraw and CIFAR-10 unchanged (also ``fc2``).
 """
 
 from __future__ import annotations
@@ -125,10 +127,10 @@ _SHARED_RELUS = "each nn.ReLU the authors reuse within a forward pass is one mod
 
 OFFICIAL_DATASETS: Mapping[str, OfficialDataset] = MappingProxyType({
     "mnist": OfficialDataset(
-        "mnist", "lenet", "official-lenet", {"in_channels": 1, "input_size": 28, "attribute_activation": "leaky_relu"},
+        "mnist", "lenet", "lenet", {"in_channels": 1, "input_size": 28, "attribute_activation": "leaky_relu"},
         _LENET_NETWORKS, MNIST_CLASSES, (1, 28, 28), notes=(_H_DROPOUT,)),
     "fashion-mnist": OfficialDataset(
-        "fashion-mnist", "lenet", "official-lenet", {"in_channels": 1, "input_size": 28, "attribute_activation": "leaky_relu"},
+        "fashion-mnist", "lenet", "lenet", {"in_channels": 1, "input_size": 28, "attribute_activation": "leaky_relu"},
         _LENET_NETWORKS, FASHION_MNIST_CLASSES, (1, 28, 28), notes=(_H_DROPOUT,)),
     "quickdraw": OfficialDataset(
         "quickdraw", "resnet", "official-resnet18",
@@ -181,8 +183,24 @@ def _h_key(key: str) -> str:
     return "fc1." + key
 
 
+_LENET_F = {"classifier.1": "classifier.0", "classifier.4": "classifier.3"}  # ours has its Flatten inside classifier
+_LENET_PHI = {"conv": "conv1", "fc": "fc1"}
+_LENET_D = {"layers.0": "fc1", "layers.2": "trconv1", "layers.4": "trconv2"}
+
+
+def _renamer(prefixes: Mapping[str, str]) -> Callable[[str], str]:
+    """Our key → the authors' key by replacing the module-path prefix (``module.param``)."""
+
+    def rename(key: str) -> str:
+        module, _, parameter = key.rpartition(".")
+        return f"{prefixes.get(module, module)}.{parameter}"
+
+    return rename
+
+
 SOURCE_KEY: Mapping[str, Mapping[str, Callable[[str], str]]] = MappingProxyType({
-    "lenet": {"f_state_dict": _identity, "g_state_dict": _identity, "h_state_dict": _h_key, "d_state_dict": _identity},
+    "lenet": {"f_state_dict": _renamer(_LENET_F), "g_state_dict": _renamer(_LENET_PHI), "h_state_dict": _h_key,
+              "d_state_dict": _renamer(_LENET_D)},
     "resnet": {"f_state_dict": _resnet_f_key, "g_state_dict": _identity, "h_state_dict": _h_key, "d_state_dict": _identity},
 })
 """Per family and state dict: our key → the authors' key."""

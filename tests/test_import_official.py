@@ -301,7 +301,7 @@ def test_converted_networks_compute_what_the_authors_networks_compute(dataset, a
     assert set(record["dropped_keys"]) == expected_dropped
     assert record["source_sha256"] == checkpoint_sha(source) and record["dataset"] == dataset
     assert record["authors_entries"]["test_info_last"]["fidelity_percent"] == 24.0 and len(record["authors_entries"]["concise"]) == 6
-    assert checkpoint.architecture == {"lenet": "official-lenet", "resnet": "official-resnet18"}[family]
+    assert checkpoint.architecture == {"lenet": "lenet", "resnet": "official-resnet18"}[family]
     assert checkpoint.dataset.name == dataset and checkpoint.dataset.input_shape == shape and checkpoint.history == []
     if dataset == "quickdraw":  # evaluated on the authors' split, not a seeded one
         assert checkpoint.dataset.options["split"] == "rows" and checkpoint.dataset.split_seed is None
@@ -462,7 +462,7 @@ def test_an_existing_output_is_kept_without_overwrite(authors, tmp_path, capsys)
     assert code == 2 and out.read_bytes() == b"keep"
     _one_line_error(printed, "exists; replace it with --overwrite")
     assert main(["import-official", str(authors["mnist"][0]), "--dataset", "mnist", "-o", str(out), "--overwrite"]) == 0
-    assert load_checkpoint(out).architecture == "official-lenet"
+    assert load_checkpoint(out).architecture == "lenet"
 
 
 # ---- the CIFAR-10 binary loader --------------------------------------------------------------------------
@@ -497,11 +497,11 @@ def test_quickdraw_rows_split_is_the_authors_file_order_split(tmp_path):
 
 
 def test_an_import_record_holding_more_than_plain_data_is_refused_when_loaded(tmp_path, capsys):
-    kwargs = resolve_architecture_kwargs("official-lenet", {})
+    kwargs = resolve_architecture_kwargs("lenet", {})
     spec = DatasetSpec("mnist", tuple("0123456789"), (1, 28, 28))
     for record, fragment in (({"source": torch.zeros(3)}, "the import record.source"), ([1], "an import record of type list"),
                              ({"notes": [{"a": {"b": {"c": [1]}}}]}, "expected plain text")):
         path = tmp_path / "c.pt"
-        Checkpoint(build_model("official-lenet", kwargs), "official-lenet", kwargs, spec, training={"imported": record}).save(path)
+        Checkpoint(build_model("lenet", kwargs), "lenet", kwargs, spec, training={"imported": record}).save(path)
         assert main(["info", str(path)]) == 2
         _one_line_error(capsys.readouterr(), fragment)

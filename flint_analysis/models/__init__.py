@@ -17,7 +17,7 @@ from typing import Any
 from flint_analysis.errors import ArchitectureError
 from flint_analysis.models.flint_model import AttributeHead, FlintModel, FlintOutput, SignedAttributeHead, eval_mode
 from flint_analysis.models.lenet import LENET, lenet
-from flint_analysis.models.official import OFFICIAL_LENET, OFFICIAL_RESNET18, official_lenet, official_resnet18
+from flint_analysis.models.official import OFFICIAL_RESNET18
 from flint_analysis.models.registry import (
     ACTIVATIONS,
     BUILDER_CONTRACT,
@@ -31,7 +31,7 @@ from flint_analysis.models.registry import (
 )
 from flint_analysis.models.resnet import RESNET18, resnet18
 
-ARCHITECTURES: Mapping[str, Architecture] = registry(LENET, RESNET18, OFFICIAL_LENET, OFFICIAL_RESNET18)
+ARCHITECTURES: Mapping[str, Architecture] = registry(LENET, RESNET18, OFFICIAL_RESNET18)
 """The built-in architectures. Adding one: a builder and its :class:`Architecture` record next to it, and
 the record here."""
 

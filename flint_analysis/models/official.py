@@ -5,16 +5,10 @@ here computes exactly what the authors' network computes in eval mode; ``flint-a
 converts their ``.pt`` files to checkpoints of these architectures (the key mapping is in
 :mod:`flint_analysis.official_import`).
 
-``official-lenet`` (MNIST and FashionMNIST; the authors' ``Net2_MNIST_old``, ``attr_MNIST``, ``explainer``,
-``decode_MNIST``), J = 25:
-
-- ``f``: Conv(1,16,3) → ReLU → Conv(16,32,3) → MaxPool(2) → **Dropout(0.5)** → ReLU, the tap ``features``
-  (32×14×14; the dropout sits before the tap, inactive in eval), then FC(6272,128) → ReLU → Dropout(0.5) → FC(128,C).
-- ``Φ``: Conv(32,64,3) → LeakyReLU(0.01) → AdaptiveAvgPool(3) → FC(576,J) → **LeakyReLU(0.01)** (φ may be
-  slightly negative). The authors' ``conv2`` and ``bn1`` are defined but never used: not built here.
-- ``h``: the authors' ``Dropout(0.01)`` → FC(J,C) **with bias**. The dropout acts only in training and has no
-  weights; ``h`` here is the ``nn.Linear`` alone (eval-mode identical), and imports record that it was dropped.
-- ``d``: FC(J,98) without activation → 2×7×7 → TrConv(2,8) → ReLU → TrConv(8,1) → **ReLU** (output ≥ 0, unbounded).
+The authors' MNIST/FashionMNIST networks (``Net2_MNIST_old``, ``attr_MNIST``, ``explainer``, ``decode_MNIST``)
+compute exactly what ``lenet`` with ``attribute_activation="leaky_relu"`` computes in eval mode (their h's input
+``Dropout(0.01)`` acts in training only and has no weights; their Φ's ``conv2`` and ``bn1`` are never used):
+their checkpoints are imported as ``lenet``, and this module holds the network that differs from ours.
 
 ``official-resnet18`` (QuickDraw; with ``in_channels=3, num_attributes=36, decoder="cifar10",
 input_normalization="cifar10"`` the CIFAR-10 network; the authors' ``MyResNet(version='34', bn=False)``,
@@ -96,99 +90,6 @@ def _normalization(name: str, in_channels: int, inverse: bool) -> nn.Module:
 def _check_size(name: str, input_size: int) -> None:
     if input_size % 4:
         raise ArchitectureError(f"{name} needs an input size divisible by 4, got {input_size}")
-
-
-# ------------------------------------------------------------------------------------------ MNIST
-class OfficialLeNetPredictor(nn.Module):
-    """The authors' ``Net2_MNIST_old``: logits only; Φ reads ``features`` through a hook."""
-
-    def __init__(self, in_channels: int, num_classes: int, input_size: int) -> None:
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(in_channels, 16, kernel_size=3, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(16, 32, kernel_size=3, padding=1),
-            nn.MaxPool2d(2),
-            nn.Dropout(0.5),
-            nn.ReLU(),
-        )
-        self.flatten = nn.Flatten()
-        half = input_size // 2
-        self.classifier = nn.Sequential(
-            nn.Linear(32 * half * half, 128),
-            nn.ReLU(),
-            nn.Dropout(0.5),
-            nn.Linear(128, num_classes),
-        )
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.classifier(self.flatten(self.features(x)))
-
-
-class OfficialLeNetAttributes(nn.Module):
-    """The authors' ``attr_MNIST`` without its unused ``conv2`` and ``bn1``."""
-
-    def __init__(self, num_attributes: int, activation: str) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(32, 64, kernel_size=3, padding=1)
-        self.conv1_activation = nn.LeakyReLU(0.01)
-        self.pool = nn.AdaptiveAvgPool2d(3)
-        self.flatten = nn.Flatten()
-        self.fc1 = nn.Linear(64 * 3 * 3, num_attributes)
-        self.output_activation = activation_module(activation)
-
-    def forward(self, taps: Sequence[Tensor]) -> Tensor:
-        (tap,) = taps
-        hidden = self.pool(self.conv1_activation(self.conv1(tap)))
-        return self.output_activation(self.fc1(self.flatten(hidden)))
-
-
-class OfficialLeNetDecoder(nn.Module):
-    """The authors' ``decode_MNIST``: output ≥ 0."""
-
-    def __init__(self, num_attributes: int, out_channels: int, input_size: int) -> None:
-        super().__init__()
-        quarter = input_size // 4
-        self.fc1 = nn.Linear(num_attributes, 2 * quarter * quarter)
-        self.unflatten = nn.Unflatten(1, (2, quarter, quarter))
-        self.trconv1 = nn.ConvTranspose2d(2, 8, kernel_size=3, stride=2, padding=1, output_padding=1)
-        self.relu1 = nn.ReLU()
-        self.trconv2 = nn.ConvTranspose2d(8, out_channels, kernel_size=3, stride=2, padding=1, output_padding=1)
-        self.relu2 = nn.ReLU()
-
-    def forward(self, attributes: Tensor) -> Tensor:
-        hidden = self.relu1(self.trconv1(self.unflatten(self.fc1(attributes))))
-        return self.relu2(self.trconv2(hidden))
-
-
-def official_lenet(
-    num_classes: int = 10,
-    in_channels: int = 1,
-    input_size: int = 28,
-    num_attributes: int = 25,
-    attribute_activation: str = "leaky_relu",
-) -> FlintModel:
-    """The authors' MNIST/FashionMNIST FLINT networks (their ``Net2_MNIST_old``, ``attr_MNIST``, ``explainer``, ``decode_MNIST``; J = 25)."""
-    _check_size("official-lenet", input_size)
-    return FlintModel(
-        predictor=OfficialLeNetPredictor(in_channels, num_classes, input_size),
-        tap_names=OFFICIAL_LENET.taps,
-        attributes=OfficialLeNetAttributes(num_attributes, attribute_activation),
-        interpreter=nn.Linear(num_attributes, num_classes),
-        decoder=OfficialLeNetDecoder(num_attributes, in_channels, input_size),
-    )
-
-
-OFFICIAL_LENET = Architecture(
-    name="official-lenet",
-    builder=official_lenet,
-    taps=("features",),
-    default_attribution="gradient",
-    default_preset="authors-mnist",
-    kwarg_rules=contract_rules(input_size_high=256),
-    tap_shapes=lambda size: ((32, size // 2, size // 2),),
-    summary="the authors' MNIST/FashionMNIST networks (their code, for imported checkpoints); Φ reads features; J = 25",
-)
 
 
 # ------------------------------------------------------------------------------------ QuickDraw / CIFAR-10

@@ -101,7 +101,7 @@ PAPER_QUICKDRAW = TrainingConfig(batch_size=64, beta=0.1, gamma=5.0, delta=0.1, 
 # attributes, η = 0.5 drives every attribute to zero and g to chance). Measured on mnist5k, seed 0:
 # f 97.0 %, g 96.4 %, fidelity 97.5 % on the 1,000 test images (README, "Training presets").
 DEMO = TrainingConfig(epochs=12, batch_size=16, learning_rate=1e-3, eta=0.02)
-# The authors' code's schedules (its training loop) for their own networks (official-lenet,
+# The authors' code's schedules (its training loop) for their own networks (lenet,
 # official-resnet18): their λ_spa = δ·η applied to the ℓ1 *mean* over attributes, entropy from the 5th epoch
 # for MNIST, μ = 1 for QuickDraw. Not representable, so not reproduced: QuickDraw's extra ℓ1 weight 0.02 in
 # the 2nd epoch and h's input Dropout(0.01) during training.
@@ -113,7 +113,7 @@ PRESETS: Mapping[str, tuple[str, TrainingConfig]] = MappingProxyType(
         "paper-mnist": ("lenet", PAPER_MNIST),
         "paper-quickdraw": ("resnet18", PAPER_QUICKDRAW),
         "demo": ("lenet", DEMO),
-        "authors-mnist": ("official-lenet", AUTHORS_MNIST),
+        "authors-mnist": ("lenet", AUTHORS_MNIST),
         "authors-quickdraw": ("official-resnet18", AUTHORS_QUICKDRAW),
     }
 )
