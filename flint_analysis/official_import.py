@@ -21,11 +21,11 @@ Key mappings (authors' key → ours; ``lenet``, which computes exactly the autho
 ``official-resnet18``):
 
 - ``f``: MNIST ``features.{0,2}`` unchanged, ``classifier.{0,3}`` → ``classifier.{1,4}``; ResNet ``convnet.conv1.weight`` → ``stem.weight``,
-  ``convnet.layerL.B.*`` → ``layerL.B.*`` (``conv1``, ``conv2``, ``shortcut.0``), ``convnet.fc.*`` → ``fc1.*``,
-  ``fc2.*`` → ``fc2.*``; dropped: ``convnet.bn1.*`` (weight, bias, running_mean, running_var, num_batches_tracked).
-- ``Φ`` (``g_state_dict``): MNIST ``conv1`` → ``conv``, ``fc1`` → ``fc``; ResNet unchanged (``conv1``, ``conv2``,
-  ``conv3``, ``fc1``); dropped: MNIST
-  ``conv2.*`` and ``bn1.*``, ResNet ``bn1.*``.
+  ``convnet.layerL.B.*`` → ``layerL.B.*`` (``conv1``, ``conv2``; ``shortcut.0.weight`` → ``shortcut.weight``),
+  ``convnet.fc.*`` → ``fc1.*``, ``fc2.*`` → ``fc2.*``; dropped: ``convnet.bn1.*`` (weight, bias, running_mean,
+  running_var, num_batches_tracked).
+- ``Φ`` (``g_state_dict``): MNIST ``conv1`` → ``conv``, ``fc1`` → ``fc``; ResNet ``conv1``, ``conv2``, ``conv3``,
+  ``fc1`` → ``branch3``, ``branch4``, ``merge``, ``fc``; dropped: MNIST ``conv2.*`` and ``bn1.*``, ResNet ``bn1.*``.
 - ``h``: ``fc1.weight`` → ``weight``, ``fc1.bias`` → ``bias`` (its input ``Dropout(0.01)`` has no weights and acts
   in training only: dropped, and recorded).
 - ``d``: MNIST ``fc1``, ``trconv1``, ``trconv2`` → ``layers.{0,2,4}``; QuickDraw and CIFAR-10 unchanged (also ``fc2``).
@@ -176,6 +176,8 @@ def _resnet_f_key(key: str) -> str:
         return "convnet.fc." + key[len("fc1."):]
     if key.startswith("fc2."):
         return key
+    if key.endswith(".shortcut.weight"):  # the authors' 1×1 shortcut is nn.Sequential(conv)
+        key = key[: -len("weight")] + "0.weight"
     return "convnet." + key
 
 
@@ -186,6 +188,7 @@ def _h_key(key: str) -> str:
 _LENET_F = {"classifier.1": "classifier.0", "classifier.4": "classifier.3"}  # ours has its Flatten inside classifier
 _LENET_PHI = {"conv": "conv1", "fc": "fc1"}
 _LENET_D = {"layers.0": "fc1", "layers.2": "trconv1", "layers.4": "trconv2"}
+_RESNET_PHI = {"branch3": "conv1", "branch4": "conv2", "merge": "conv3", "fc": "fc1"}
 
 
 def _renamer(prefixes: Mapping[str, str]) -> Callable[[str], str]:
@@ -201,7 +204,7 @@ def _renamer(prefixes: Mapping[str, str]) -> Callable[[str], str]:
 SOURCE_KEY: Mapping[str, Mapping[str, Callable[[str], str]]] = MappingProxyType({
     "lenet": {"f_state_dict": _renamer(_LENET_F), "g_state_dict": _renamer(_LENET_PHI), "h_state_dict": _h_key,
               "d_state_dict": _renamer(_LENET_D)},
-    "resnet": {"f_state_dict": _resnet_f_key, "g_state_dict": _identity, "h_state_dict": _h_key, "d_state_dict": _identity},
+    "resnet": {"f_state_dict": _resnet_f_key, "g_state_dict": _renamer(_RESNET_PHI), "h_state_dict": _h_key, "d_state_dict": _identity},
 })
 """Per family and state dict: our key → the authors' key."""
 
@@ -463,11 +466,11 @@ def convert_official(payload: Mapping[str, Any], dataset: str, source: Path, sha
         "dataset": dataset,
         "authors_networks": dict(target.networks),
         "key_mapping": {
-            "f": "identity" if family == "lenet" else
-            "convnet.conv1 → stem, convnet.layerL.B.* → layerL.B.*, convnet.fc → fc1, fc2 → fc2",
-            "phi": "identity",
+            "f": "features.* unchanged, classifier.0 → classifier.1, classifier.3 → classifier.4" if family == "lenet" else
+            "convnet.conv1 → stem, convnet.layerL.B.* → layerL.B.* (shortcut.0 → shortcut), convnet.fc → fc1, fc2 → fc2",
+            "phi": "conv1 → conv, fc1 → fc" if family == "lenet" else "conv1 → branch3, conv2 → branch4, conv3 → merge, fc1 → fc",
             "h": "fc1.weight → weight, fc1.bias → bias",
-            "d": "identity",
+            "d": "fc1 → layers.0, trconv1 → layers.2, trconv2 → layers.4" if family == "lenet" else "unchanged",
         },
         "dropped_keys": dropped,
         "notes": list(target.notes),

@@ -43,8 +43,9 @@ import torch
 from torch import Tensor, nn
 
 from flint_analysis.errors import ArchitectureError
-from flint_analysis.models.flint_model import FlintModel, activation_module
+from flint_analysis.models.flint_model import FlintModel
 from flint_analysis.models.registry import Architecture, ChoiceRule, IntRule, contract_rules
+from flint_analysis.models.resnet import ResNet18Predictor, ResNetAttributes
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.247, 0.243, 0.261)
@@ -93,72 +94,21 @@ def _check_size(name: str, input_size: int) -> None:
 
 
 # ------------------------------------------------------------------------------------ QuickDraw / CIFAR-10
-class OfficialBasicBlock(nn.Module):
-    """The authors' ``BasicBlock3`` without batch norm; its one shared ReLU is two modules here."""
+class OfficialResNetPredictor(ResNet18Predictor):
+    """The authors' ``MyResNet`` (a ResNet-18 layout of ``BasicBlock3``): ``resnet18``'s predictor after the input
+    normalisation; logits only; taps ``layer3``, ``layer4.0``.
 
-    def __init__(self, in_maps: int, out_maps: int, stride: int) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_maps, out_maps, kernel_size=3, stride=stride, padding=1, bias=False)
-        self.relu1 = nn.ReLU()
-        self.conv2 = nn.Conv2d(out_maps, out_maps, kernel_size=3, padding=1, bias=False)
-        self.shortcut = nn.Sequential()  # identity, or the authors' 1×1 conv (key ``shortcut.0.weight``)
-        if stride != 1 or in_maps != out_maps:
-            self.shortcut = nn.Sequential(nn.Conv2d(in_maps, out_maps, kernel_size=1, stride=stride, bias=False))
-        self.relu2 = nn.ReLU()
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.relu2(self.conv2(self.relu1(self.conv1(x))) + self.shortcut(x))
-
-
-def _stage(in_maps: int, out_maps: int, stride: int) -> nn.Sequential:
-    return nn.Sequential(OfficialBasicBlock(in_maps, out_maps, stride), OfficialBasicBlock(out_maps, out_maps, 1))
-
-
-class OfficialResNetPredictor(nn.Module):
-    """The authors' ``MyResNet`` (a ResNet-18 layout of ``BasicBlock3``): logits only; taps ``layer3``, ``layer4.0``."""
+    Its pool is the authors' ``avg_pool2d(4)``: the same mean as the global pool on the 4×4 ``layer4`` maps of
+    28 to 32-pixel inputs, but summed in their order (the global pool's rounding differs by up to ~5e-7).
+    """
 
     def __init__(self, in_channels: int, num_classes: int, input_normalization: str) -> None:
-        super().__init__()
-        self.normalize = _normalization(input_normalization, in_channels, inverse=False)
-        self.stem = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
-        self.stem_relu = nn.ReLU()
-        self.layer1 = _stage(64, 64, 1)
-        self.layer2 = _stage(64, 128, 2)
-        self.layer3 = _stage(128, 256, 2)
-        self.layer4 = _stage(256, 512, 2)
+        super().__init__(in_channels, num_classes)
         self.pool = nn.AvgPool2d(4)
-        self.flatten = nn.Flatten()
-        self.fc1 = nn.Linear(512, 512)
-        self.fc1_relu = nn.ReLU()
-        self.fc2 = nn.Linear(512, num_classes)
+        self.normalize = _normalization(input_normalization, in_channels, inverse=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.stem_relu(self.stem(self.normalize(x)))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return self.fc2(self.fc1_relu(self.fc1(self.flatten(self.pool(x)))))
-
-
-class OfficialResNetAttributes(nn.Module):
-    """The authors' ``attr_RN18_multi`` without its unused ``bn1``; its one shared ReLU is four modules here."""
-
-    def __init__(self, num_attributes: int, activation: str) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(256, 64, kernel_size=3, stride=2, padding=1)
-        self.conv1_relu = nn.ReLU()
-        self.conv2 = nn.Conv2d(512, 64, kernel_size=3, stride=1, padding=1)
-        self.conv2_relu = nn.ReLU()
-        self.conv3 = nn.Conv2d(128, 64, kernel_size=3, stride=1, padding=1)
-        self.conv3_relu = nn.ReLU()
-        self.pool = nn.AdaptiveAvgPool2d(3)
-        self.flatten = nn.Flatten()
-        self.fc1 = nn.Linear(64 * 3 * 3, num_attributes)
-        self.output_activation = activation_module(activation)
-
-    def forward(self, taps: Sequence[Tensor]) -> Tensor:
-        stage3, stage4_block1 = taps
-        merged = torch.cat([self.conv1_relu(self.conv1(stage3)), self.conv2_relu(self.conv2(stage4_block1))], dim=1)
-        hidden = self.pool(self.conv3_relu(self.conv3(merged)))
-        return self.output_activation(self.fc1(self.flatten(hidden)))
+        return super().forward(self.normalize(x))
 
 
 class OfficialResNetDecoder(nn.Module):
@@ -212,7 +162,7 @@ def official_resnet18(
     return FlintModel(
         predictor=OfficialResNetPredictor(in_channels, num_classes, input_normalization),
         tap_names=OFFICIAL_RESNET18.taps,
-        attributes=OfficialResNetAttributes(num_attributes, attribute_activation),
+        attributes=ResNetAttributes(num_attributes, attribute_activation),
         interpreter=nn.Linear(num_attributes, num_classes),
         decoder=OfficialResNetDecoder(num_attributes, in_channels, input_size, decoder, input_normalization),
     )
