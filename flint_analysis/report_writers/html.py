@@ -16,6 +16,7 @@ img { max-width: 100%; border: 1px solid #eee; margin: 0.4em 0; }
 .meta { color: #666; font-size: 0.88em; } .warn { color: #b2182b; } .ok { color: #1a7f37; }
 code { background: #f4f6f8; padding: 0 0.25em; border-radius: 3px; }
 nav a { margin-right: 1em; }
+pre { white-space: pre-wrap; overflow-wrap: anywhere; }
 """
 
 
