@@ -37,7 +37,7 @@ from typing import Any
 import torch
 
 from flint_analysis.datasets import DatasetSpec
-from flint_analysis.errors import ArchitectureError, CheckpointError, InputError
+from flint_analysis.errors import ArchitectureError, CheckpointError, InputError, short_repr
 from flint_analysis.atomic_output import atomic_write_bytes
 from flint_analysis.models import ARCHITECTURES, Builder, FlintModel, build_model, resolve_architecture_kwargs
 from flint_analysis.records import EpochRecord, TrainingRecord
@@ -148,10 +148,6 @@ def _damaged(path: Path, what: str) -> CheckpointError:
     return CheckpointError(f"checkpoint {path} has {what}; it is damaged or was not written by flint-train, retrain or re-save it")
 
 
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
 
 def _kind(value: Any) -> str:
     return type(value).__name__
@@ -234,12 +230,12 @@ def _check_str_keys(mapping: Mapping[Any, Any], where: str, path: Path, limit: i
         raise _damaged(path, f"{len(mapping)} entries in {where} (at most {limit} are accepted)")
     for key in mapping:
         if not isinstance(key, str) or len(key) > MAX_TEXT:
-            raise _damaged(path, f"a key {_short(key)} in {where} that is not a short string")
+            raise _damaged(path, f"a key {short_repr(key)} in {where} that is not a short string")
 
 
 def _check_text(value: Any, where: str, path: Path) -> str:
     if not isinstance(value, str) or len(value) > MAX_TEXT:
-        raise _damaged(path, f"a {where} of {_short(value)} (expected a string of at most {MAX_TEXT} characters)")
+        raise _damaged(path, f"a {where} of {short_repr(value)} (expected a string of at most {MAX_TEXT} characters)")
     return value
 
 
@@ -252,7 +248,7 @@ def _architecture(payload: Mapping[str, Any], path: Path, architectures: Mapping
         raise _damaged(path, f"an architecture name of type {_kind(name)} (expected a string)")
     if name not in architectures:
         raise CheckpointError(
-            f"checkpoint {path} uses unknown architecture {_short(name)}; known: {', '.join(sorted(architectures))}"
+            f"checkpoint {path} uses unknown architecture {short_repr(name)}; known: {', '.join(sorted(architectures))}"
         )
     raw = architecture.get("kwargs")
     raw = {} if raw is None else raw
@@ -315,7 +311,7 @@ def _state_dict_problems(module: torch.nn.Module, state: Mapping[str, Any]) -> s
         return f"missing {missing[0]!r}" + (f" and {len(missing) - 1} more" if len(missing) > 1 else "")
     unexpected = [key for key in state if key not in expected]
     if unexpected:
-        return f"unexpected {_short(unexpected[0])}" + (f" and {len(unexpected) - 1} more" if len(unexpected) > 1 else "")
+        return f"unexpected {short_repr(unexpected[0])}" + (f" and {len(unexpected) - 1} more" if len(unexpected) > 1 else "")
     for key, tensor in expected.items():
         value = state[key]
         if not isinstance(value, torch.Tensor):
@@ -354,7 +350,7 @@ def _dataset(payload: Mapping[str, Any], path: Path, kwargs: Mapping[str, Any], 
     _check_str_keys(data, "the dataset entry", path)
 
     def invalid(field_name: str, expected: str) -> CheckpointError:
-        return _damaged(path, f"an invalid dataset {field_name} {_short(data.get(field_name))} (expected {expected})")
+        return _damaged(path, f"an invalid dataset {field_name} {short_repr(data.get(field_name))} (expected {expected})")
 
     for required in ("name", "class_names", "input_shape", "value_range"):
         if required not in data:
@@ -394,7 +390,7 @@ def _dataset(payload: Mapping[str, Any], path: Path, kwargs: Mapping[str, Any], 
             listed = isinstance(value, (list, tuple)) and len(value) <= MAX_CLASS_NAMES and all(
                 isinstance(v, str) and len(v) <= MAX_TEXT for v in value)
             if not (plain or listed):
-                raise _damaged(path, f"an invalid dataset option {key} {_short(value)}")
+                raise _damaged(path, f"an invalid dataset option {key} {short_repr(value)}")
     fingerprint = data.get("fingerprint")
     if fingerprint is not None and not (isinstance(fingerprint, str) and _FINGERPRINT.fullmatch(fingerprint)):
         raise invalid("fingerprint", "null or 'sha256:' and 64 hex digits")
@@ -419,7 +415,7 @@ def _number_dict(value: Any, where: str, path: Path, finite: bool) -> None:
     _check_str_keys(value, where, path)
     for key, number in value.items():
         if not (_is_finite_number(number) if finite else _is_number(number)):
-            raise _damaged(path, f"{where}[{key!r}] = {_short(number)} (expected a {'finite ' if finite else ''}number)")
+            raise _damaged(path, f"{where}[{key!r}] = {short_repr(number)} (expected a {'finite ' if finite else ''}number)")
 
 
 _CONFIG_TYPES = {
@@ -440,7 +436,7 @@ def _training_config(config: Any, path: Path) -> None:
         value = config[key]
         check, expected = _CONFIG_TYPES[kind]
         if not check(value):
-            raise _damaged(path, f"training config {key} = {_short(value)} (expected {expected})")
+            raise _damaged(path, f"training config {key} = {short_repr(value)} (expected {expected})")
     limits = [
         ("epochs", 1 <= config["epochs"] <= MAX_HISTORY, f"from 1 to {MAX_HISTORY}"),
         ("batch_size", 1 <= config["batch_size"] <= MAX_BATCH_SIZE, f"from 1 to {MAX_BATCH_SIZE}"),
@@ -452,7 +448,7 @@ def _training_config(config: Any, path: Path) -> None:
     ]
     for name, ok, expected in limits:
         if not ok:
-            raise _damaged(path, f"training config {name} = {_short(config[name])} (expected {expected})")
+            raise _damaged(path, f"training config {name} = {short_repr(config[name])} (expected {expected})")
 
 
 def _environments(value: Any, path: Path) -> None:
@@ -464,9 +460,9 @@ def _environments(value: Any, path: Path) -> None:
         _check_str_keys(record, f"training environment {index}", path)
         for key, item in record.items():
             if not (item is None or isinstance(item, (bool, int, float)) or (isinstance(item, str) and len(item) <= MAX_TEXT)):
-                raise _damaged(path, f"training environment {index} {key} = {_short(item)} (expected a string, number or null)")
+                raise _damaged(path, f"training environment {index} {key} = {short_repr(item)} (expected a string, number or null)")
         if "first_epoch" in record and not (_is_int(record["first_epoch"]) and 0 <= record["first_epoch"] <= MAX_HISTORY):
-            raise _damaged(path, f"training environment {index} first_epoch = {_short(record['first_epoch'])}")
+            raise _damaged(path, f"training environment {index} first_epoch = {short_repr(record['first_epoch'])}")
 
 
 def _training(payload: Mapping[str, Any], path: Path) -> dict[str, Any]:
@@ -477,7 +473,7 @@ def _training(payload: Mapping[str, Any], path: Path) -> dict[str, Any]:
     if "seed" in training:
         seed = training["seed"]
         if not (_is_int(seed) and SEED_RANGE[0] <= seed <= SEED_RANGE[1]):
-            raise _damaged(path, f"a training seed {_short(seed)} (expected an integer from -2**63 to 2**64-1)")
+            raise _damaged(path, f"a training seed {short_repr(seed)} (expected an integer from -2**63 to 2**64-1)")
     if "config" in training:
         _training_config(training["config"], path)
     if "schedule" in training:
@@ -514,7 +510,7 @@ def _plain_record(value: Any, where: str, path: Path, depth: int = 0) -> None:
         for key, item in value.items():
             _plain_record(item, f"{where}.{key}", path, depth + 1)
         return
-    raise _damaged(path, f"{where} = {_short(value)} (expected plain text, numbers, lists or dicts)")
+    raise _damaged(path, f"{where} = {short_repr(value)} (expected plain text, numbers, lists or dicts)")
 
 
 def _history(payload: Mapping[str, Any], path: Path) -> list[dict[str, Any]]:
@@ -526,10 +522,10 @@ def _history(payload: Mapping[str, Any], path: Path) -> list[dict[str, Any]]:
             raise _damaged(path, f"history entry {index} of type {_kind(record)} (expected a dict)")
         _check_str_keys(record, f"history entry {index}", path)
         if record.get("epoch") != index or not _is_int(record.get("epoch")):
-            raise _damaged(path, f"history entry {index} with epoch {_short(record.get('epoch'))} (expected {index})")
+            raise _damaged(path, f"history entry {index} with epoch {short_repr(record.get('epoch'))} (expected {index})")
         for key in _HISTORY_NUMBERS:
             if key in record and not _is_finite_number(record[key]):
-                raise _damaged(path, f"history entry {index} {key} = {_short(record[key])} (expected a finite number)")
+                raise _damaged(path, f"history entry {index} {key} = {short_repr(record[key])} (expected a finite number)")
         for key in _HISTORY_DICTS:
             if key in record:
                 # a diverged epoch may have recorded NaN or infinite losses: only the type is checked there
@@ -542,7 +538,7 @@ def _versions(payload: Mapping[str, Any], path: Path) -> dict[str, str]:
     _check_str_keys(versions, "the versions entry", path)
     for key, value in versions.items():
         if not isinstance(value, str) or len(value) > MAX_TEXT:
-            raise _damaged(path, f"a version of {key} = {_short(value)} (expected a string)")
+            raise _damaged(path, f"a version of {key} = {short_repr(value)} (expected a string)")
     return dict(versions)
 
 
@@ -591,18 +587,18 @@ def _resume(payload: Mapping[str, Any], path: Path, training: Mapping[str, Any],
             pair = isinstance(value, (list, tuple)) and len(value) <= 4 and all(
                 _is_number(v) or (isinstance(v, torch.Tensor) and v.numel() == 1) for v in value)
             if not (scalar or pair):
-                raise _damaged(path, f"resume optimizer setting {key} = {_short(value)}")
+                raise _damaged(path, f"resume optimizer setting {key} = {short_repr(value)}")
         for key in ("lr", "eps", "weight_decay"):
             if key in group and not (_is_finite_number(group[key]) or isinstance(group[key], torch.Tensor)):
-                raise _damaged(path, f"resume optimizer {key} = {_short(group[key])} (expected a finite number)")
+                raise _damaged(path, f"resume optimizer {key} = {short_repr(group[key])} (expected a finite number)")
     if sorted(p for p in listed if _is_int(p)) != list(range(len(shapes))) or len(listed) != len(shapes):
         raise _damaged(path, f"a resume optimizer state over {len(listed)} parameters for a model of {len(shapes)}")
     for key, state in optimizer["state"].items():
         if not _is_int(key) or not 0 <= key < len(shapes) or not isinstance(state, dict):
-            raise _damaged(path, f"resume optimizer state for parameter {_short(key)}")
+            raise _damaged(path, f"resume optimizer state for parameter {short_repr(key)}")
         for name, value in state.items():
             if not isinstance(name, str):
-                raise _damaged(path, f"resume optimizer state key {_short(name)} of parameter {key}")
+                raise _damaged(path, f"resume optimizer state key {short_repr(name)} of parameter {key}")
             if isinstance(value, torch.Tensor):
                 if value.numel() != 1 and value.shape != shapes[key]:
                     raise _damaged(path, f"resume optimizer {name} of parameter {key} with shape {tuple(value.shape)}, "
@@ -610,7 +606,7 @@ def _resume(payload: Mapping[str, Any], path: Path, training: Mapping[str, Any],
                 if value.layout != torch.strided or value.untyped_storage().nbytes() < value.numel() * value.element_size():
                     raise _damaged(path, f"resume optimizer {name} of parameter {key} that is not a plain tensor")
             elif not _is_number(value):
-                raise _damaged(path, f"resume optimizer {name} of parameter {key} = {_short(value)}")
+                raise _damaged(path, f"resume optimizer {name} of parameter {key} = {short_repr(value)}")
     return resume
 
 
@@ -639,7 +635,7 @@ def load_checkpoint(
     payload = _read_payload(path)
     version = payload.get("format_version")
     if not _is_int(version) or version < 1:
-        raise CheckpointError(f"checkpoint {path} has an invalid format version {_short(version)}")
+        raise CheckpointError(f"checkpoint {path} has an invalid format version {short_repr(version)}")
     if version > FORMAT_VERSION:
         raise CheckpointError(
             f"checkpoint {path} has format version {version}, newer than this flint-analysis reads ({FORMAT_VERSION}); upgrade flint-analysis"

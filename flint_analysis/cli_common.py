@@ -74,7 +74,6 @@ def run_command(prog: str, handler: Callable[[], int], interrupted: Callable[[],
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 _DECIMAL = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 INT64_MAX = 2**63 - 1
-SEED_LIMIT = 2**63  # seeds are < 2**63: torch.manual_seed takes < 2**64, NumPy's SeedSequence ≥ 0, and seed + 1 is used
 
 
 def _bounds_text(minimum: float | None, maximum: float | None, min_open: bool, max_open: bool) -> str:
@@ -130,11 +129,6 @@ def number(minimum: float | None = None, maximum: float | None = None, min_open:
 
 positive_int = integer(minimum=1)
 non_negative_int = integer(minimum=0)
-seed_type = integer(minimum=0, maximum=SEED_LIMIT - 1, limits="an integer with 0 ≤ seed < 2**63")
-finite_float = number()
-positive_float = number(minimum=0.0, min_open=True)
-non_negative_float = number(minimum=0.0)
-fraction = number(minimum=0.0, maximum=1.0)
 
 
 def sample_index(text: str) -> int:

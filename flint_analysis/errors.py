@@ -7,6 +7,14 @@ CLIs print that line and exit with status 2; library users catch the class they 
 
 from __future__ import annotations
 
+from typing import Any
+
+
+def short_repr(value: Any, limit: int = 40) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for quoting untrusted values in one-line messages."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
 
 class FlintError(Exception):
     """Base class of every user-facing error raised by flint-analysis."""

@@ -50,7 +50,7 @@ import torch
 
 from flint_analysis.checkpoint import Checkpoint, load_checkpoint
 from flint_analysis.datasets import CIFAR10_CLASSES, FASHION_MNIST_CLASSES, MNIST_CLASSES, QUICKDRAW_PAPER_CLASSES, DatasetSpec
-from flint_analysis.errors import ArchitectureError, CheckpointError, InputError, OutputError
+from flint_analysis.errors import ArchitectureError, CheckpointError, InputError, OutputError, short_repr
 from flint_analysis.models import build_model, resolve_architecture_kwargs
 from flint_analysis.models.official import CIFAR10_MEAN, CIFAR10_STD
 from flint_analysis.runtime import library_versions
@@ -219,10 +219,6 @@ def _error(path: Path, what: str) -> CheckpointError:
     return CheckpointError(f"authors' checkpoint {path}: {what}")
 
 
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 50 else text[:47] + "..."
-
 
 def _shape(value: Any) -> str:
     return "×".join(str(s) for s in value.shape) if value.shape else "scalar"
@@ -297,7 +293,7 @@ def _layout_problem(payload: Mapping[Any, Any]) -> str | None:
     if keys and all(isinstance(payload[k], torch.Tensor) for k in keys):
         return ("holds one bare state dict, not the authors' layout (a dict of f_state_dict, g_state_dict, h_state_dict, "
                 "d_state_dict)")
-    listed = ", ".join(_short(k) for k in list(payload)[:6]) or "nothing"
+    listed = ", ".join(short_repr(k, 50) for k in list(payload)[:6]) or "nothing"
     return (f"is not in the authors' layout: no {missing[0]!r} (it holds {listed}); expected a dict of f_state_dict, "
             "g_state_dict, h_state_dict, d_state_dict from their save_model")
 
@@ -322,7 +318,7 @@ def _kwargs(payload: Mapping[str, Any], target: OfficialDataset, path: Path) -> 
     f_state = payload["f_state_dict"]
     family = _family(f_state)
     if family is None:
-        keys = ", ".join(_short(k) for k in list(f_state)[:4]) or "nothing"
+        keys = ", ".join(short_repr(k, 50) for k in list(f_state)[:4]) or "nothing"
         raise _error(path, f"f_state_dict holds neither the authors' MNIST network (features.*) nor their ResNet (convnet.*) "
                      f"but {keys}; it is not a network of the authors' code")
     if family != target.family:
@@ -365,7 +361,7 @@ def _convert_state(
     unexpected = [key for key in state if key not in wanted and key not in unused]
     if unexpected:
         more = f" and {len(unexpected) - 1} more" if len(unexpected) > 1 else ""
-        raise _error(path, f"{name} has the unexpected key {_short(unexpected[0])}{more}, which the authors' networks for this "
+        raise _error(path, f"{name} has the unexpected key {short_repr(unexpected[0], 50)}{more}, which the authors' networks for this "
                      "dataset do not have; it is another network or a modified one")
     converted = {}
     for source, ours in wanted.items():
@@ -475,7 +471,7 @@ def convert_official(payload: Mapping[str, Any], dataset: str, source: Path, sha
         "dropped_keys": dropped,
         "notes": list(target.notes),
         "authors_entries": info,
-        "ignored_entries": [_short(key) for key in ignored[:50]],
+        "ignored_entries": [short_repr(key, 50) for key in ignored[:50]],
         "converted_by": library_versions().get("flint-analysis", "unknown"),
     }
     model = build_model(target.architecture, kwargs)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from flint_analysis.errors import ArchitectureError
+from flint_analysis.errors import ArchitectureError, short_repr
 from flint_analysis.models.flint_model import FlintModel
 
 Builder = Callable[..., FlintModel]
@@ -46,7 +46,7 @@ class IntRule:
 
     def problem(self, value: Any) -> str | None:
         if not isinstance(value, int) or isinstance(value, bool):
-            return f"must be an integer, got {type(value).__name__} {_short(value)}"
+            return f"must be an integer, got {type(value).__name__} {short_repr(value)}"
         if not self.low <= value <= self.high:
             return f"must be between {self.low} and {self.high}, got {value}"
         if value % self.multiple_of:
@@ -63,7 +63,7 @@ class FloatRule:
 
     def problem(self, value: Any) -> str | None:
         if not isinstance(value, (int, float)) or isinstance(value, bool):
-            return f"must be a number, got {type(value).__name__} {_short(value)}"
+            return f"must be a number, got {type(value).__name__} {short_repr(value)}"
         if not self.low <= value < self.high:  # also False for NaN
             return f"must be at least {self.low:g} and below {self.high:g}, got {value}"
         return None
@@ -78,13 +78,9 @@ class ChoiceRule:
 
     def problem(self, value: Any) -> str | None:
         if not isinstance(value, str) or value not in self.choices:
-            return f"is an unknown {self.what} {_short(value)}; use one of {', '.join(self.choices)}"
+            return f"is an unknown {self.what} {short_repr(value)}; use one of {', '.join(self.choices)}"
         return None
 
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
 
 
 
@@ -130,7 +126,7 @@ class Architecture:
             rule = self.kwarg_rules.get(key)
             if rule is None:
                 raise ArchitectureError(
-                    f"unknown argument {_short(key)} for architecture {self.name!r}; known: {', '.join(self.kwarg_rules)}"
+                    f"unknown argument {short_repr(key)} for architecture {self.name!r}; known: {', '.join(self.kwarg_rules)}"
                 )
             problem = rule.problem(value)
             if problem:
