@@ -110,6 +110,24 @@ def header(title: str, data: dict[str, Any], extra: str = "") -> list[str]:
     ]
 
 
+ARRAYS_NAME = "arrays.npz"
+
+
+def write_arrays(path: Path, arrays: Mapping[str, Any]) -> None:
+    """Write ``arrays`` (name → tensor or array) to ``path`` as a NumPy ``.npz``, readable with
+    ``numpy.load(path)`` (no ``allow_pickle``): every value becomes a plain numeric NumPy array."""
+    import numpy as np
+
+    plain = {}
+    for name, value in arrays.items():
+        array = value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
+        if array.dtype == object:
+            raise ValueError(f"array {name!r} holds Python objects; arrays.npz takes numbers only")
+        plain[name] = array
+    with open(path, "wb") as stream:
+        np.savez(stream, **plain)
+
+
 @dataclass(frozen=True)
 class ReportContent:
     """What :func:`write_report_folder` puts in a report folder.
@@ -120,12 +138,16 @@ class ReportContent:
         figures: file name (relative to the folder) → a function that draws the figure; drawn and saved one
             at a time, in this order.
         folders: sub-folders created first (even when no figure goes into them).
+        arrays: name → array written to ``arrays.npz`` (uncompressed ``numpy.savez``, no pickled objects; the
+            layout must list ``arrays.npz``); nothing is written when empty. Keys are documented per report in
+            ``docs/report-schemas.md``.
     """
 
     data: dict[str, Any]
     html: str
     figures: Mapping[str, Callable[[], Any]] = field(default_factory=dict)
     folders: Sequence[str] = ()
+    arrays: Mapping[str, Any] = field(default_factory=dict)
 
 
 def write_report_folder(output_dir: str | Path, layout: OutputLayout, sha256: str | None, force: bool,
@@ -155,6 +177,8 @@ def write_report_folder(output_dir: str | Path, layout: OutputLayout, sha256: st
             (staging / folder).mkdir()
         for name, draw in report.figures.items():
             save(draw(), staging / name)
+        if report.arrays:
+            write_arrays(staging / ARRAYS_NAME, report.arrays)
         write_json(staging / marker, report.data)
         (staging / "index.html").write_text(report.html)
     return report.data

@@ -17,6 +17,10 @@ img { max-width: 100%; border: 1px solid #eee; margin: 0.4em 0; }
 code { background: #f4f6f8; padding: 0 0.25em; border-radius: 3px; }
 nav a { margin-right: 1em; }
 pre { white-space: pre-wrap; overflow-wrap: anywhere; }
+.lead { font-size: 1.08em; margin: 0.6em 0; }
+details.howto { background: #f7f9fb; border: 1px solid #dde3ea; border-radius: 4px; padding: 0.4em 0.9em; margin: 0.8em 0; }
+details.howto summary { cursor: pointer; font-weight: 600; }
+details.howto dt { font-weight: 600; margin-top: 0.35em; } details.howto dd { margin: 0 0 0 1.2em; }
 """
 
 
@@ -56,6 +60,17 @@ class Raw:
 
 def image(src: str, alt: str) -> str:
     return f"<a href=\"{escape(src)}\"><img src=\"{escape(src)}\" alt=\"{escape(alt)}\" loading=\"lazy\"></a>"
+
+
+def lead(html_text: str) -> str:
+    """The one sentence at the top of a page that states its result (``html_text`` already escaped)."""
+    return f"<p class=\"lead\">{html_text}</p>"
+
+
+def how_to_read(terms: Sequence[tuple[str, str]], open_: bool = True) -> str:
+    """A "How to read this page" box: ``(term, explanation)`` pairs, both already-escaped HTML."""
+    items = "".join(f"<dt>{term}</dt><dd>{text}</dd>" for term, text in terms)
+    return f"<details class=\"howto\"{' open' if open_ else ''}><summary>How to read this page</summary><dl>{items}</dl></details>"
 
 
 def link(href: str, text: str) -> str:
