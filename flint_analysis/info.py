@@ -72,7 +72,9 @@ def format_summary(summary: dict[str, Any]) -> str:
             f"{training['epochs_completed']}/{config['epochs']} epochs, Adam lr {config['learning_rate']:g}, batch {config['batch_size']}"
             + (", BASE-f (f alone)" if config.get("baseline") else ""),
             f"              {weights}  (ℓ1 {config['l1_reduction']} over attributes; β, δ, η from epoch "
-            f"{config['interpretability_start_epoch'] + 1}, ζ, μ from epoch {config['entropy_start_epoch'] + 1})",
+            f"{config['interpretability_start_epoch'] + 1}, ζ, μ from epoch {config['entropy_start_epoch'] + 1}"
+            + (f"; dropout {config['interpreter_input_dropout']:g} on Φ before h while training" if config.get("interpreter_input_dropout") else "")
+            + ")",
         ]
     elif summary.get("imported"):
         lines.append("training      by the authors' code (no flint-train record)")

@@ -104,3 +104,31 @@ def test_flint_train_cli_trains_resumes_and_reports_bad_input(tmp_path, capsys):
 def test_cli_entry_point_is_installed():
     result = subprocess.run([sys.executable, "-m", "flint_analysis.training.cli", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "--baseline" in result.stdout
+
+
+def test_interpreter_input_dropout_feeds_h_dropped_attributes_only_while_training(tmp_path):
+    """The authors' h is Dropout → Linear. With p = 1, h sees zeros in training: its weights get no gradient
+    (Adam then leaves them exactly unchanged) while its bias, Φ and d still learn; with p = 0 the weights move."""
+    from dataclasses import replace
+
+    bundle = tiny_bundle(num_train=64, num_test=16)
+    config = TrainingConfig(epochs=1, batch_size=16, learning_rate=1e-3, interpretability_start_epoch=0, entropy_start_epoch=0)
+    start = state(fresh_checkpoint(bundle, 3))
+    dropped = run(bundle, tmp_path, "p1.pt", replace(config, interpreter_input_dropout=1.0), seed=3)
+    after = state(dropped)
+    weight, bias = "interpreter.weight", "interpreter.bias"
+    assert torch.equal(after[weight], start[weight])
+    assert not torch.equal(after[bias], start[bias])
+    assert any(not torch.equal(after[k], start[k]) for k in after if k.startswith(("attributes.", "decoder.")))
+    assert load_checkpoint(tmp_path / "p1.pt").training.config.interpreter_input_dropout == 1.0
+    kept = state(run(bundle, tmp_path, "p0.pt", config, seed=3))
+    assert not torch.equal(kept[weight], start[weight])
+    # Evaluation is unaffected by the training-time dropout: g's test accuracy is computed on undropped Φ.
+    assert 0.0 < dropped.history[-1].test_accuracy_g <= 100.0
+
+
+def test_authors_presets_state_every_code_difference():
+    from flint_analysis.training.config import AUTHORS_MNIST, PAPER_MNIST
+
+    differences = {k: (v, getattr(AUTHORS_MNIST, k)) for k, v in PAPER_MNIST.to_dict().items() if getattr(AUTHORS_MNIST, k) != v}
+    assert differences == {"l1_reduction": ("sum", "mean"), "entropy_start_epoch": (3, 4), "interpreter_input_dropout": (0.0, 0.01)}

@@ -50,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     for flag, name in (("--epochs", "epochs"), ("--batch-size", "batch_size"), ("--lr", "learning_rate"), ("--beta", "beta"),
                        ("--gamma", "gamma"), ("--delta", "delta"), ("--zeta", "zeta"), ("--mu", "mu"), ("--eta", "eta"),
                        ("--interpretability-start-epoch", "interpretability_start_epoch"),
-                       ("--entropy-start-epoch", "entropy_start_epoch"), ("--l1-reduction", "l1_reduction")):
+                       ("--entropy-start-epoch", "entropy_start_epoch"), ("--l1-reduction", "l1_reduction"),
+                       ("--interpreter-input-dropout", "interpreter_input_dropout")):
         add_option(hyper, flag, TrainingConfig, name, default=None, default_text="the preset's")
     hyper.add_argument("--baseline", action="store_true", help="train f alone (β = γ = δ = 0): the paper's BASE-f")
     run = parser.add_argument_group("run")

@@ -8,6 +8,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from flint_analysis.checkpoint import Checkpoint
 from flint_analysis.datasets import DatasetBundle, data_fingerprint
@@ -116,7 +117,11 @@ def train(
             index = order[start : start + config.batch_size]
             images = images_all[index].to(device).float().div_(255.0)
             labels = labels_all[index].to(device)
-            terms = flint_loss(model(images, reconstruct=True), images, labels, weights, config.l1_reduction)
+            outputs = model(images, reconstruct=True)
+            if config.interpreter_input_dropout > 0:
+                dropped = F.dropout(outputs.attributes, config.interpreter_input_dropout, training=True)
+                outputs = outputs._replace(g_logits=model.interpreter(dropped))
+            terms = flint_loss(outputs, images, labels, weights, config.l1_reduction)
             optimizer.zero_grad(set_to_none=True)
             terms.total.backward()
             optimizer.step()
