@@ -569,6 +569,15 @@ def _resume(payload: Mapping[str, Any], path: Path, training: Mapping[str, Any],
     _generator_state(resume["torch_rng"], "torch_rng", path, cpu_state_size)
     if resume.get("cuda_rng") is not None:
         _generator_state(resume["cuda_rng"], "cuda_rng", path, None)
+    for key, size in (("torch_rng_per_rank", cpu_state_size), ("cuda_rng_per_rank", None)):  # DDP runs: one state per rank
+        states = resume.get(key)
+        if states is None:
+            continue
+        if not isinstance(states, list) or not 1 <= len(states) <= 65536:
+            raise _damaged(path, f"a resume {key} that is not a list of generator states")
+        for rank, state in enumerate(states):
+            if state is not None or key == "torch_rng_per_rank":
+                _generator_state(state, f"{key}[{rank}]", path, size)
     optimizer = resume["optimizer"]
     if not isinstance(optimizer, dict) or not isinstance(optimizer.get("state"), dict) or not isinstance(optimizer.get("param_groups"), list):
         raise _damaged(path, "a resume optimizer state that is not {'state': dict, 'param_groups': list}")

@@ -38,3 +38,7 @@ class InputError(FlintError, ValueError):
 
 class OutputError(FlintError):
     """An output location cannot be written (a file where a folder is expected, a foreign report, ...)."""
+
+
+class DistributedError(FlintError):
+    """The processes of a torchrun run could not join or keep their process group (usually: another one failed)."""

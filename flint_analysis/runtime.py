@@ -94,6 +94,8 @@ def format_environment(environment: dict[str, Any]) -> str:
               str(environment.get("machine")), f"device {environment.get('device')}"]
     if environment.get("device_name"):
         parts[-1] += f" ({environment['device_name']}, cuDNN {environment.get('cudnn')})"
+    if (environment.get("world_size") or 1) > 1:
+        parts.append(f"{environment['world_size']} processes ({environment.get('backend')}) under torch.distributed")
     return ", ".join(parts)
 
 

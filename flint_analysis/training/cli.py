@@ -8,11 +8,14 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from flint_analysis.checkpoint import Checkpoint, load_checkpoint
+from flint_analysis.distributed import ProcessGroup, join_process_group, leave_process_group, peer_failure
 from flint_analysis.datasets import DATASETS, load_dataset, load_dataset_for_spec
 from flint_analysis.cli_common import EXIT_INTERRUPTED, OneLineErrorParser, add_version, device_type, integer, run_command
 from flint_analysis.errors import InputError
-from flint_analysis.options import SEED, add_option
+from flint_analysis.options import POSITIVE_INT, SEED, add_option
 from flint_analysis.models import ARCHITECTURES, KWARG_RULES, build_model, resolve_architecture_kwargs
 from flint_analysis.runtime import resolve_device, seed_everything
 from flint_analysis.training.config import PRESETS, TrainingConfig, preset_for_dataset
@@ -54,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
                        ("--interpreter-input-dropout", "interpreter_input_dropout")):
         add_option(hyper, flag, TrainingConfig, name, default=None, default_text="the preset's")
     hyper.add_argument("--baseline", action="store_true", help="train f alone (β = γ = δ = 0): the paper's BASE-f")
+    hyper.add_argument("--batch-per-process", type=POSITIVE_INT.argparse_type(), metavar="N",
+                       help="under torchrun: N samples per process, a global batch of N × processes (default: the "
+                            "preset's --batch-size is the global batch, split over the processes)")
     run = parser.add_argument_group("run")
     run.add_argument("-o", "--output", help="checkpoint path to write (default: runs/<dataset>/ckpt.pt; with --resume, the resumed file)")
     run.add_argument("--resume", metavar="CKPT", help="continue the run saved in CKPT (its settings; --epochs may extend it)")
@@ -127,7 +133,23 @@ def _checked_output(args: argparse.Namespace) -> Path:
 
 
 def _run(args: argparse.Namespace, state: dict[str, Any]) -> int:
-    device = resolve_device(args.device)
+    group, device = join_process_group(resolve_device(args.device))
+    try:
+        return _train(args, state, group, device)
+    except torch.distributed.DistBackendError as error:
+        raise peer_failure(error) from None
+    finally:
+        leave_process_group(group)
+
+
+def _train(args: argparse.Namespace, state: dict[str, Any], group: ProcessGroup, device: torch.device) -> int:
+    say = print if group.is_main else (lambda *a, **k: None)
+    if args.batch_per_process is not None:
+        if not group.distributed:
+            raise InputError("--batch-per-process applies to runs under torchrun; give --batch-size for one process")
+        if args.batch_size is not None:
+            raise InputError("give --batch-size (the global batch) or --batch-per-process, not both")
+        args.batch_size = args.batch_per_process * group.world_size
     output = _checked_output(args)
     if args.resume:
         checkpoint = load_checkpoint(args.resume, device="cpu")
@@ -141,25 +163,26 @@ def _run(args: argparse.Namespace, state: dict[str, Any]) -> int:
         checkpoint, config, bundle = _new_checkpoint(args)
         seed = args.seed
     if checkpoint.epochs_completed >= config.epochs:
-        print(f"{output}: all {config.epochs} epochs are done; raise --epochs to train further")
+        say(f"{output}: all {config.epochs} epochs are done; raise --epochs to train further")
         return 0
-    print(
+    processes = f", {group.world_size} processes ({group.backend}), global batch {config.batch_size}" if group.distributed else ""
+    say(
         f"training {checkpoint.architecture} (J={checkpoint.model.num_attributes}) on {checkpoint.dataset.name} "
         f"({checkpoint.dataset.train_size}/{checkpoint.dataset.test_size}), preset {checkpoint.training.preset}"
-        f"{', BASE-f' if config.baseline else ''}, seed {seed}, device {device} -> {output}"
+        f"{', BASE-f' if config.baseline else ''}, seed {seed}, device {device}{processes} -> {output}"
     )
     state["output"] = output
     state["before"] = output.stat().st_mtime_ns if output.exists() else None
-    train(checkpoint, bundle, config, output, seed, device, progress=not args.quiet)
+    train(checkpoint, bundle, config, output, seed, device, progress=not args.quiet and group.is_main, log=say, group=group)
     last = checkpoint.history[-1]
     chance = 100.0 / checkpoint.dataset.num_classes
-    if not config.baseline and last.test_accuracy_g < 2 * chance:
+    if not config.baseline and last.test_accuracy_g < 2 * chance and group.is_main:
         print(
             f"warning: g is near chance ({last.test_accuracy_g:.1f}% test accuracy): the attributes collapsed or "
             "have not converged; with the paper's η the ℓ1 sum can drive them to zero (see README, Training presets)",
             file=sys.stderr,
         )
-    print(f"wrote {output}")
+    say(f"wrote {output}")
     return 0
 
 

@@ -8,7 +8,7 @@ paper writes it, or averages over them (``l1_reduction="mean"``, the authors' co
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -119,3 +119,42 @@ def flint_loss(
         + weights.delta * conciseness_diversity
     )
     return LossTerms(total, prediction, output_fidelity, input_fidelity, conciseness_diversity, conciseness, diversity, l1)
+
+
+def distributed_flint_loss(
+    output: FlintOutput, images: Tensor, labels: Tensor, weights: LossWeights, l1_reduction: str, *,
+    local_sizes: list[int], rank: int,
+) -> tuple[LossTerms, Tensor]:
+    """This process's share of :func:`flint_loss` on a global batch split over the ranks of a DDP run.
+
+    ``local_sizes[r]`` samples of the global batch (``N = Σ local_sizes``) are on rank ``r``. Every term but the
+    diversity entropy is a mean over samples; on rank ``r`` it is scaled by ``W n_r / N`` so that DDP's
+    average of the ranks' gradients is the gradient of the mean over the whole global batch. The diversity
+    entropy ``E(Φ̄)`` needs the batch mean of ``|Φ|`` over the whole global batch: the ranks' attributes are
+    gathered with autograd (:func:`~flint_analysis.distributed.all_gather_with_gradient`, whose backward sums each
+    rank's gradient into every rank), every rank computes the same ``E(Φ̄)``, and DDP's average leaves exactly its gradient.
+
+    Returns:
+        The terms (local means, except ``diversity``: the global batch's; ``total`` as :func:`flint_loss`
+        would log it from these) and the objective to call ``backward()`` on.
+    """
+    from flint_analysis.distributed import ProcessGroup, all_gather_with_gradient
+
+    world_size, count, total_count = len(local_sizes), local_sizes[rank], sum(local_sizes)
+    widest = max(local_sizes)
+    attributes = output.attributes
+    padded = torch.cat([attributes, attributes.new_zeros(widest - count, attributes.shape[1])]) if count < widest else attributes
+    gathered = all_gather_with_gradient(padded, ProcessGroup(world_size=world_size, rank=rank))
+    batch_attributes = torch.cat([part[:size] for part, size in zip(gathered, local_sizes)])
+    diversity = diversity_entropy(batch_attributes)
+    if count == 0:  # an empty share still takes part in the gradient exchange, with zero gradients
+        zero = sum(t.sum() for t in (output.f_logits, output.g_logits, output.attributes, output.reconstruction)) * 0.0
+        terms = LossTerms(*(zero.detach() for _ in LossTerms.names()))
+        return replace(terms, diversity=diversity.detach()), zero - weights.delta * weights.zeta * weights.mu * diversity
+    local = flint_loss(output, images, labels, weights, l1_reduction)
+    conciseness_diversity = weights.zeta * (local.conciseness - weights.mu * diversity) + weights.eta * local.l1
+    separable = (local.prediction + weights.beta * local.output_fidelity + weights.gamma * local.input_fidelity
+                 + weights.delta * (weights.zeta * local.conciseness + weights.eta * local.l1))
+    objective = (world_size * count / total_count) * separable - weights.delta * weights.zeta * weights.mu * diversity
+    total = local.prediction + weights.beta * local.output_fidelity + weights.gamma * local.input_fidelity + weights.delta * conciseness_diversity
+    return replace(local, total=total, conciseness_diversity=conciseness_diversity, diversity=diversity), objective

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from flint_analysis.checkpoint import Checkpoint
 from flint_analysis.datasets import DatasetBundle, data_fingerprint
+from flint_analysis.distributed import SINGLE_PROCESS, ProcessGroup, shard, shard_sizes
 from flint_analysis.errors import CheckpointError, DatasetError
 from flint_analysis.inference import forward_pass
 from flint_analysis.models import FlintModel
@@ -19,15 +20,25 @@ from flint_analysis.runtime import compute_environment
 from flint_analysis.progress import progress_bar
 from flint_analysis.records import EnvironmentRecord, EpochRecord
 from flint_analysis.training.config import TrainingConfig
-from flint_analysis.training.losses import LossTerms, flint_loss
+from flint_analysis.training.losses import LossTerms, distributed_flint_loss, flint_loss
 
 
-def evaluate(model: FlintModel, bundle: DatasetBundle, device: torch.device, batch_size: int = 1000) -> dict[str, float]:
-    """Test-split accuracy of f and g and fidelity (share of samples where g's class equals f's), in %."""
+def evaluate(model: FlintModel, bundle: DatasetBundle, device: torch.device, batch_size: int = 1000,
+             group: ProcessGroup = SINGLE_PROCESS) -> dict[str, float]:
+    """Test-split accuracy of f and g and fidelity (share of samples where g's class equals f's), in %.
+
+    In a DDP run each rank predicts its contiguous share of the test split and the counts are summed.
+    """
     # imported here, not at the top: loading a checkpoint with a training config imports this package (for
     # TrainingConfig), and ``flint-analyze info`` need not wait for scikit-learn
     from sklearn.metrics import accuracy_score
 
+    if group.distributed:
+        result = forward_pass(model, bundle.test, indices=shard(range(len(bundle.test)), group), batch_size=batch_size, device=device)
+        correct = torch.tensor([(result.f_predictions == result.labels).sum(), (result.g_predictions == result.labels).sum(),
+                                (result.f_predictions == result.g_predictions).sum()], dtype=torch.float64, device=device)
+        f_right, g_right, agree = (100.0 * group.sum(correct) / len(bundle.test)).tolist()
+        return {"test_accuracy_f": f_right, "test_accuracy_g": g_right, "test_fidelity": agree}
     result = forward_pass(model, bundle.test, batch_size=batch_size, device=device)
     labels, f_pred, g_pred = result.labels.numpy(), result.f_predictions.numpy(), result.g_predictions.numpy()
     return {
@@ -35,6 +46,11 @@ def evaluate(model: FlintModel, bundle: DatasetBundle, device: torch.device, bat
         "test_accuracy_g": 100.0 * accuracy_score(labels, g_pred),
         "test_fidelity": 100.0 * accuracy_score(f_pred, g_pred),
     }
+
+
+def rank_seed(seed: int, rank: int) -> int:
+    """The dropout seed of ``rank`` in a DDP run of ``seed`` (each rank draws its own dropout masks)."""
+    return (seed * 1_000_003 + rank + 1) % 2**63
 
 
 def format_epoch(record: EpochRecord, epochs: int) -> str:
@@ -57,6 +73,7 @@ def train(
     device: torch.device,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    group: ProcessGroup = SINGLE_PROCESS,
 ) -> Checkpoint:
     """Train ``checkpoint.model`` on ``bundle.train`` until ``config.epochs`` epochs are done.
 
@@ -70,6 +87,16 @@ def train(
     ``checkpoint.training.environments``, one :func:`~flint_analysis.runtime.compute_environment` record
     per run with the ``first_epoch`` it trained (a resumed run adds one): bit-identical results hold
     only within one torch build, CPU capability, thread count and device.
+
+    Under ``torchrun`` (``group`` of ``W > 1`` processes, see :mod:`flint_analysis.distributed`) the model is
+    wrapped in DistributedDataParallel. ``config.batch_size`` stays the *global* batch: every rank draws the
+    same shuffled order (the generator is seeded from ``seed`` on every rank), takes its contiguous share of
+    each global batch, and :func:`~flint_analysis.training.losses.distributed_flint_loss` makes the averaged
+    gradient that of the whole global batch, so W processes take the same steps as one (up to float rounding;
+    with dropout each rank draws its own masks from :func:`rank_seed`). Epoch losses and test metrics are
+    summed over the ranks; rank 0 alone writes the checkpoint, which records every rank's RNG state, and
+    the run's ``world_size`` and ``backend`` in its environment record. A DDP checkpoint resumes only with
+    the same number of processes.
     """
     fingerprint = data_fingerprint(bundle)
     if checkpoint.dataset.fingerprint is None:
@@ -84,27 +111,47 @@ def train(
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     shuffle = torch.Generator().manual_seed(seed)
     if checkpoint.resume:
+        trained_with = (list(checkpoint.training.environments or ()) or [None])[-1]
+        previous = int(trained_with.environment.get("world_size", 1)) if trained_with is not None else 1
+        if previous != group.world_size:
+            raise CheckpointError(
+                f"{checkpoint.path or 'the checkpoint'} was trained by {previous} process{'es' if previous > 1 else ''} and "
+                f"this run has {group.world_size}; resume it with the same number ("
+                + (f"torchrun --nproc-per-node {previous} ...)" if previous > 1 else "without torchrun)")
+            )
         try:
             optimizer.load_state_dict(checkpoint.resume["optimizer"])
             shuffle.set_state(checkpoint.resume["shuffle_generator"])
-            torch.set_rng_state(checkpoint.resume["torch_rng"])
-            if device.type == "cuda" and checkpoint.resume.get("cuda_rng") is not None:
-                torch.cuda.set_rng_state(checkpoint.resume["cuda_rng"], device)
+            torch.set_rng_state(checkpoint.resume["torch_rng_per_rank"][group.rank] if group.distributed
+                                else checkpoint.resume["torch_rng"])
+            cuda_state = (checkpoint.resume.get("cuda_rng_per_rank") or [None] * group.world_size)[group.rank] if group.distributed \
+                else checkpoint.resume.get("cuda_rng")
+            if device.type == "cuda" and cuda_state is not None:
+                torch.cuda.set_rng_state(cuda_state, device)
         except (ValueError, RuntimeError, KeyError, TypeError) as error:
             reason = str(error).splitlines()[0] if str(error) else type(error).__name__
             raise CheckpointError(
                 f"the resume state of checkpoint {checkpoint.path or '(in memory)'} does not fit its model ({reason}); "
                 "resume from another checkpoint or retrain"
             ) from None
+    elif group.distributed:
+        torch.manual_seed(rank_seed(seed, group.rank))
     environments = list(checkpoint.training.environments or ())
     if checkpoint.epochs_completed < config.epochs:
-        environments.append(EnvironmentRecord(first_epoch=checkpoint.epochs_completed, environment=compute_environment(device)))
+        environment = compute_environment(device) | (group.record() if group.distributed else {})
+        environments.append(EnvironmentRecord(first_epoch=checkpoint.epochs_completed, environment=environment))
     checkpoint.training = replace(checkpoint.training, config=config, seed=seed,
                                   schedule=tuple(asdict(w) for w in config.schedule()), environments=tuple(environments))
     import sklearn.metrics  # noqa: F401 -- evaluate's import, done before the first epoch's clock starts
 
     images_all, labels_all = bundle.train.images, bundle.train.labels
     num_samples = images_all.shape[0]
+    if group.distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        forward = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    else:
+        forward = model
     for epoch in range(checkpoint.epochs_completed, config.epochs):
         weights = config.weights_for_epoch(epoch)
         model.train()
@@ -115,21 +162,29 @@ def train(
         bar = progress_bar(batches, f"epoch {epoch + 1}/{config.epochs}", unit="batch", enabled=progress, summary=False)  # log() writes the epoch line
         for step, start in enumerate(bar):
             index = order[start : start + config.batch_size]
+            if group.distributed:
+                local_sizes = shard_sizes(len(index), group.world_size)
+                index = shard(index, group)
             images = images_all[index].to(device).float().div_(255.0)
             labels = labels_all[index].to(device)
-            outputs = model(images, reconstruct=True)
+            outputs = forward(images, reconstruct=True)
             if config.interpreter_input_dropout > 0:
                 dropped = F.dropout(outputs.attributes, config.interpreter_input_dropout, training=True)
                 outputs = outputs._replace(g_logits=model.interpreter(dropped))
-            terms = flint_loss(outputs, images, labels, weights, config.l1_reduction)
+            if group.distributed:
+                terms, objective = distributed_flint_loss(outputs, images, labels, weights, config.l1_reduction,
+                                                          local_sizes=local_sizes, rank=group.rank)
+            else:
+                terms = flint_loss(outputs, images, labels, weights, config.l1_reduction)
+                objective = terms.total
             optimizer.zero_grad(set_to_none=True)
-            terms.total.backward()
+            objective.backward()
             optimizer.step()
             sums += terms.as_tensor() * index.shape[0]  # stays a tensor: no per-step conversion to Python
             if progress and step % 25 == 0:
                 bar.set_postfix(loss=f"{float(terms.total.detach()):.3f}")
-        train_losses = dict(zip(LossTerms.names(), (sums / num_samples).tolist()))
-        metrics = evaluate(model, bundle, device)
+        train_losses = dict(zip(LossTerms.names(), (group.sum(sums) / num_samples).tolist()))
+        metrics = evaluate(model, bundle, device, group=group)
         record = EpochRecord(epoch=epoch, weights=asdict(weights), train_losses=train_losses, **metrics,
                              seconds=time.perf_counter() - started)
         checkpoint.history.append(record)
@@ -139,7 +194,13 @@ def train(
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
         }
-        checkpoint.save(output)
-        log(format_epoch(record, config.epochs))
+        if group.distributed:
+            checkpoint.resume["torch_rng_per_rank"] = group.all_gather_objects(torch.get_rng_state())
+            if device.type == "cuda":
+                checkpoint.resume["cuda_rng_per_rank"] = group.all_gather_objects(torch.cuda.get_rng_state(device).cpu())
+        if group.is_main:
+            checkpoint.save(output)
+            log(format_epoch(record, config.epochs))
+        group.barrier()
     model.eval()
     return checkpoint
