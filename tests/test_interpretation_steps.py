@@ -191,7 +191,7 @@ def test_am_pi_ascends_a_linear_attribute_at_the_expected_rate():
     w = torch.randn(1, 1, 3, 3, dtype=torch.float64)
     head = nn.Sequential(nn.Flatten(), nn.Linear(9, 1, bias=False)).double()
     head[1].weight.data = w.flatten().unsqueeze(0)
-    config = AmPiConfig(lambda_tv=0.0, lambda_bo=0.0, steps=1, init_scale=1.0)
+    config = AmPiConfig(mode="soft", lambda_tv=0.0, lambda_bo=0.0, steps=1, init_scale=1.0)  # soft: x may leave [0, 1]
     x = torch.zeros(1, 1, 3, 3, dtype=torch.float64)
     result = am_pi(head, x, torch.tensor([0]), config=config)
     torch.testing.assert_close(result.images, 0.05 * torch.sign(w), rtol=0, atol=1e-6)
