@@ -9,6 +9,13 @@ attribute's ``φ_j(x)`` is ranked among the training samples of class ĉ. f's an
 reported side by side with the rank of f's class among g's classes, since a local interpretation is only
 an interpretation of f where g agrees with it (paper, "Interpretation and interpreter network").
 
+g's logit is linear in Φ (``h(Φ(x))_c = b_c + Σ_j φ_j(x) w_{j,c}``), so the explanation also carries the
+absolute scale that ``r`` (normalised by its largest ``|α|``) lacks: the contributions ``α_j`` in logit units and
+the bias, for ĉ and for a contrast class c′ (g's runner-up, or g's prediction when ĉ was asked for), whose
+difference ``Δ_j = φ_j (w_{j,ĉ} − w_{j,c′})`` says why ĉ rather than c′
+(:func:`flint_analysis.relevance.logit_decomposition`). Only attributes with ``r_{j,ĉ,x}`` above a threshold
+(the global pipeline's, 0.1) are analysed, at most ``top`` of them: fewer are listed when fewer qualify.
+
 Pure computation: tensors in, :class:`LocalExplanation` out; :mod:`flint_analysis.report_writers.local_report`
 writes the files.
 """
@@ -31,9 +38,9 @@ from flint_analysis.decoder_ablation import DecoderAblation
 from flint_analysis.errors import InputError
 from flint_analysis.inference import ForwardPass
 from flint_analysis.mas import CLASS_BY
-from flint_analysis.options import POSITIVE_INT, check_options, option
+from flint_analysis.options import FRACTION, NON_NEGATIVE_INT, POSITIVE_INT, check_options, option
 from flint_analysis.models import FlintModel, eval_mode
-from flint_analysis.relevance import sample_relevance
+from flint_analysis.relevance import LogitDecomposition, logit_decomposition, runner_up_classes
 
 if TYPE_CHECKING:
     from flint_analysis.report_writers.local_report import SampleSource
@@ -44,7 +51,12 @@ class LocalConfig:
     """Parameters of a local explanation.
 
     Attributes:
-        top: number of most relevant attributes analysed (paper Fig. 7: 3).
+        top: most attributes analysed (paper Fig. 7: 3): those with ``r_{j,ĉ,x} > relevance_threshold``, by
+            decreasing relevance (fewer when fewer qualify).
+        relevance_threshold: an attribute is analysed when its ``r_{j,ĉ,x}`` exceeds this (the global
+            pipeline's pair threshold, paper: 0.1).
+        low_confidence: reports warn when g gives its class a probability below this.
+        class_samples: training samples of class ĉ shown per top attribute (its largest ``direction · φ_j``).
         explained_class: the class ĉ to explain (``None``: g's prediction).
         attribution: a Captum method name, ``None``, or ``"auto"`` (default): the paper's choice for the
             model's architecture, the same as ``flint-analyze local``.
@@ -54,7 +66,10 @@ class LocalConfig:
         rank_class_by: training samples "of class ĉ" by g's ``"prediction"`` (default) or ``"label"``.
     """
 
-    top: int = option(3, POSITIVE_INT, "number of top attributes analysed")
+    top: int = option(3, POSITIVE_INT, "most attributes analysed (those with r_(j,ĉ,x) above --relevance-threshold)")
+    relevance_threshold: float = option(0.1, FRACTION, "analyse attributes with r_(j,ĉ,x) above this (the global pair threshold)")
+    low_confidence: float = option(0.6, FRACTION, "warn when g's probability of its class is below this")
+    class_samples: int = option(3, NON_NEGATIVE_INT, "top activating training samples of class ĉ shown per attribute")
     explained_class: int | None = None
     attribution: str | None = AUTO
     decoder: bool = True
@@ -89,6 +104,11 @@ class AttributeExplanation:
         rank: 1 + number of training samples of class ĉ with a larger ``direction · φ_j``.
         class_size: number of training samples of class ĉ.
         tools: AM+PI started from this sample, attribution and decoder ablation (one run).
+        contribution: ``α_{j,ĉ,x} = φ_j(x) w_{j,ĉ}`` in logit units.
+        difference: ``Δ_j = φ_j(x) (w_{j,ĉ} − w_{j,c′})``, logit units.
+        class_samples: training-split indices of the class-ĉ samples with the largest ``direction · φ_j``
+            (most first), at most :attr:`LocalConfig.class_samples`.
+        class_sample_activations: their ``φ_j``.
     """
 
     attribute: int
@@ -98,6 +118,15 @@ class AttributeExplanation:
     rank: int
     class_size: int
     tools: AttributeToolResults
+    contribution: float = 0.0
+    difference: float = 0.0
+    class_samples: tuple[int, ...] = ()
+    class_sample_activations: tuple[float, ...] = ()
+
+    @property
+    def percentile(self) -> float:
+        """``100 · rank / class_size``: φ_j(x) is in the top this-many percent of class ĉ's training samples."""
+        return 100.0 * self.rank / max(self.class_size, 1)
 
     @property
     def am_pi(self) -> AmPiResult:
@@ -156,7 +185,10 @@ class LocalExplanation:
         explained_class: ĉ.
         attributes: ``(J,)`` ``φ(x)``.
         relevances: ``(J,)`` ``r_{j,ĉ,x}``.
-        top: the most relevant attributes, by decreasing relevance.
+        top: the most relevant attributes with ``r > relevance_threshold``, by decreasing relevance.
+        logits: g's logits of ĉ and of the contrast class c′ split into bias and ``α_j`` (a batch of one).
+        relevance_threshold: the threshold ``top`` was selected with.
+        qualifying: number of attributes with ``r_{j,ĉ,x} > relevance_threshold`` (may exceed ``len(top)``).
     """
 
     image: Tensor
@@ -167,6 +199,14 @@ class LocalExplanation:
     attributes: Tensor
     relevances: Tensor
     top: list[AttributeExplanation]
+    logits: LogitDecomposition | None = None
+    relevance_threshold: float = 0.1
+    qualifying: int = 0
+
+    @property
+    def contrast_class(self) -> int | None:
+        """c′: g's runner-up when ĉ is g's prediction, else g's prediction (``None`` without a decomposition)."""
+        return None if self.logits is None else int(self.logits.contrast_class[0])
 
     @property
     def f_class(self) -> int:
@@ -201,7 +241,8 @@ def explain_samples(
         model: the FLINT model (on ``device``).
         images: ``(B, C, H, W)`` inputs.
         labels: true labels (``None`` where unknown).
-        reference: forward pass over the training split, for the ranks of φ_j.
+        reference: forward pass over the training split, for the ranks of φ_j and each top attribute's top
+            activating training samples of class ĉ (its ``indices`` are the training-split indices).
         config: parameters.
         device: where to compute.
         progress: show progress bars.
@@ -213,29 +254,40 @@ def explain_samples(
     with torch.no_grad(), eval_mode(model):
         out = model(images.to(device))
     f_probabilities = torch.softmax(out.f_logits, dim=1).cpu()
-    g_probabilities = torch.softmax(out.g_logits, dim=1).cpu()
+    g_logits = out.g_logits.cpu()
+    g_probabilities = torch.softmax(g_logits, dim=1).cpu()
     phi = out.attributes.cpu()
     explained = torch.full((images.shape[0],), config.explained_class) if config.explained_class is not None else g_probabilities.argmax(1)
     weight = model.interpreter.weight.detach().cpu()
-    relevances = sample_relevance(phi, weight, explained)
-    top = min(config.top, model.num_attributes)
-    top_attributes = torch.argsort(relevances, dim=1, descending=True, stable=True)[:, :top]  # (B, top)
+    bias = None if model.interpreter.bias is None else model.interpreter.bias.detach().cpu()
+    decomposition = logit_decomposition(phi, weight, bias, explained, runner_up_classes(g_logits, explained))
+    relevances = decomposition.relevance
+    order = torch.argsort(relevances, dim=1, descending=True, stable=True)
+    chosen = [[int(j) for j in order[b] if float(relevances[b, j]) > config.relevance_threshold][: config.top]
+              for b in range(images.shape[0])]
 
-    rows = torch.arange(images.shape[0]).repeat_interleave(top)
-    attributes = top_attributes.flatten()
+    rows = torch.tensor([b for b, attributes_b in enumerate(chosen) for _ in attributes_b], dtype=torch.long)
+    attributes = torch.tensor([j for attributes_b in chosen for j in attributes_b], dtype=torch.long)
     directions = torch.where(weight[explained[rows], attributes] >= 0, 1.0, -1.0)
-    results = run_attribute_tools(model, images[rows], attributes, directions, config.tools, attributes=phi[rows],
-                                  device=device, progress=progress)
+    results = None
+    if len(rows):
+        results = run_attribute_tools(model, images[rows], attributes, directions, config.tools, attributes=phi[rows],
+                                      device=device, progress=progress)
+        scale = reference.attributes.abs().amax(dim=0)[attributes]  # the attribute's largest |φ_j| on the training split
+        results = replace(results, am_pi=results.am_pi.with_reference_scale(scale))
 
     reference_classes = reference.g_predictions if config.rank_class_by == "prediction" else reference.labels
     explanations = []
+    run = 0
     for b in range(images.shape[0]):
-        members = reference.attributes[reference_classes == explained[b]]
+        in_class = reference_classes == explained[b]
+        members, member_indices = reference.attributes[in_class], reference.indices[in_class]
         items = []
-        for t in range(top):
-            run = b * top + t
-            j, s = int(attributes[run]), int(directions[run])
+        for j in chosen[b]:
+            s = int(directions[run])
             value = float(phi[b, j])
+            best = torch.argsort(s * members[:, j], descending=True, stable=True)[: config.class_samples]
+            assert results is not None
             items.append(
                 AttributeExplanation(
                     attribute=j,
@@ -245,10 +297,16 @@ def explain_samples(
                     rank=int((s * members[:, j] > s * value).sum()) + 1,
                     class_size=int(members.shape[0]),
                     tools=results.select(slice(run, run + 1)),
+                    contribution=float(decomposition.contributions[b, j]),
+                    difference=float(decomposition.difference[b, j]),
+                    class_samples=tuple(int(i) for i in member_indices[best]),
+                    class_sample_activations=tuple(float(v) for v in members[best, j]),
                 )
             )
+            run += 1
         explanations.append(
             LocalExplanation(images[b].cpu(), labels[b], f_probabilities[b], g_probabilities[b], int(explained[b]),
-                             phi[b], relevances[b], items)
+                             phi[b], relevances[b], items, decomposition.select(b), config.relevance_threshold,
+                             int((relevances[b] > config.relevance_threshold).sum()))
         )
     return explanations

@@ -106,3 +106,103 @@ def select_pairs(
             direction = 1 if float(weight[c, j]) >= 0 else -1
             pairs.append(ClassAttributePair(c, j, float(relevance.relevance[c, j]), direction))
     return sorted(pairs, key=lambda p: (p.class_index, -p.relevance, p.attribute))
+
+
+@dataclass(frozen=True)
+class LogitDecomposition:
+    """g's logits of an explained class ĉ and a contrast class c′, split into the attributes' contributions.
+
+    Paper, "Interpretation Phase": g's output is linear in Φ, ``h(Φ(x))_c = b_c + Σ_j φ_j(x) w_{j,c}``, and the
+    relevance is built from ``α_{j,c,x} = φ_j(x) w_{j,c}``: α is in logit units and, with the bias ``b_c``, sums
+    exactly to the logit. The contrast ``Δ_j = α_{j,ĉ,x} − α_{j,c′,x} = φ_j(x) (w_{j,ĉ} − w_{j,c′})`` with
+    ``b_ĉ − b_{c′}`` sums to ``logit_ĉ − logit_{c′}``: it answers "why ĉ rather than c′".
+
+    Attributes (``N`` samples, ``J`` attributes):
+        explained_class: ``(N,)`` ĉ.
+        contrast_class: ``(N,)`` c′.
+        bias: ``(N,)`` ``b_ĉ`` (0 for an interpreter without bias).
+        contributions: ``(N, J)`` ``α_{j,ĉ,x}``.
+        contrast_bias: ``(N,)`` ``b_{c′}``.
+        contrast_contributions: ``(N, J)`` ``α_{j,c′,x}``.
+    """
+
+    explained_class: Tensor
+    contrast_class: Tensor
+    bias: Tensor
+    contributions: Tensor
+    contrast_bias: Tensor
+    contrast_contributions: Tensor
+
+    @property
+    def logit(self) -> Tensor:
+        """``(N,)`` ``b_ĉ + Σ_j α_{j,ĉ,x}``, g's logit of ĉ."""
+        return self.bias + self.contributions.sum(dim=1)
+
+    @property
+    def contrast_logit(self) -> Tensor:
+        """``(N,)`` g's logit of c′."""
+        return self.contrast_bias + self.contrast_contributions.sum(dim=1)
+
+    @property
+    def difference(self) -> Tensor:
+        """``(N, J)`` ``Δ_j = φ_j (w_{j,ĉ} − w_{j,c′})``."""
+        return self.contributions - self.contrast_contributions
+
+    @property
+    def bias_difference(self) -> Tensor:
+        """``(N,)`` ``b_ĉ − b_{c′}``."""
+        return self.bias - self.contrast_bias
+
+    @property
+    def logit_difference(self) -> Tensor:
+        """``(N,)`` ``logit_ĉ − logit_{c′} = b_ĉ − b_{c′} + Σ_j Δ_j``."""
+        return self.bias_difference + self.difference.sum(dim=1)
+
+    @property
+    def relevance(self) -> Tensor:
+        """``(N, J)`` ``r_{j,ĉ,x} = α_{j,ĉ,x} / max_i |α_{i,ĉ,x}|`` (as :func:`sample_relevance`)."""
+        scale = self.contributions.abs().amax(dim=1, keepdim=True)
+        tiny = torch.finfo(self.contributions.dtype).tiny
+        return torch.where(scale > 0, self.contributions / scale.clamp_min(tiny), 0.0)
+
+    def select(self, rows: int | slice | Tensor) -> LogitDecomposition:
+        """The samples ``rows`` (an ``int`` keeps a batch of one)."""
+        rows = slice(rows, rows + 1) if isinstance(rows, int) else rows
+        return LogitDecomposition(self.explained_class[rows], self.contrast_class[rows], self.bias[rows], self.contributions[rows],
+                                  self.contrast_bias[rows], self.contrast_contributions[rows])
+
+
+def runner_up_classes(logits: Tensor, explained: Tensor) -> Tensor:
+    """``(N,)`` the contrast class c′ of each sample: g's prediction when ĉ is not it, else g's second class.
+
+    Args:
+        logits: ``(N, C)`` g's logits (``C ≥ 2``).
+        explained: ``(N,)`` ĉ.
+    """
+    if logits.shape[1] < 2:
+        raise ValueError(f"a contrast class needs at least 2 classes, got {logits.shape[1]}")
+    masked = logits.clone()
+    masked[torch.arange(logits.shape[0]), explained] = -torch.inf
+    predicted = logits.argmax(dim=1)
+    return torch.where(predicted != explained, predicted, masked.argmax(dim=1))
+
+
+def logit_decomposition(
+    attributes: Tensor, weight: Tensor, bias: Tensor | None, explained: Tensor, contrast: Tensor
+) -> LogitDecomposition:
+    """Split g's logits of ``explained`` and ``contrast`` into ``b_c`` and ``α_{j,c,x} = φ_j(x) w_{j,c}``.
+
+    Paper: ``h(Φ(x))_c = b_c + Σ_j φ_j(x) w_{j,c}`` (h linear), ``α_{j,c,x} = φ_j(x) w_{j,c}``.
+
+    Args:
+        attributes: ``(N, J)`` ``φ(x)``.
+        weight: ``(C, J)`` weight of h.
+        bias: ``(C,)`` bias of h, or ``None`` (a layer without bias).
+        explained: ``(N,)`` ĉ of each sample.
+        contrast: ``(N,)`` c′ of each sample (see :func:`runner_up_classes`).
+    """
+    if attributes.ndim != 2 or weight.ndim != 2 or attributes.shape[1] != weight.shape[1]:
+        raise ValueError(f"need (N, J) attributes and a (C, J) weight, got {tuple(attributes.shape)} and {tuple(weight.shape)}")
+    bias = torch.zeros(weight.shape[0], dtype=weight.dtype, device=weight.device) if bias is None else bias
+    return LogitDecomposition(explained, contrast, bias[explained], attributes * weight[explained],
+                              bias[contrast], attributes * weight[contrast])

@@ -1,7 +1,9 @@
 """`flint-analyze local`: numbers against independent computations, --class, --image round trip, bad input."""
 
 import json
+from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 import numpy as np
 import pytest
@@ -40,6 +42,49 @@ def assert_same_up_to_rounding(actual, expected, where: str = "") -> None:
         assert actual == expected, where
 
 
+class _Links(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.targets: list[str] = []
+        self.ids: set[str] = set()
+
+    def handle_starttag(self, tag, attrs):  # noqa: ANN001
+        for name, value in attrs:
+            if name in ("href", "src") and value:
+                self.targets.append(value)
+            if name in ("id", "name") and value:
+                self.ids.add(value)
+
+
+def assert_links_resolve(folder: Path) -> None:
+    """Every ``href``/``src`` of every HTML page under ``folder`` names an existing file (relative to the page), and a
+    ``#anchor`` exists in the page it names (this page, or another HTML page such as the global report's
+    ``#pair-c{c}-j{j}``); links to other sites are not followed."""
+    pages = sorted(folder.rglob("*.html"))
+    assert pages
+
+    def parse(page: Path) -> _Links:
+        parser = _Links()
+        parser.feed(page.read_text())
+        return parser
+
+    for page in pages:
+        parser = parse(page)
+        assert parser.targets, page
+        for target in parser.targets:
+            parsed = urlparse(target)
+            if parsed.scheme in ("http", "https", "mailto"):
+                continue
+            assert not parsed.scheme and not parsed.netloc, (page, target)
+            if not parsed.path:
+                assert parsed.fragment in parser.ids, (page, target)
+                continue
+            path = (page.parent / unquote(parsed.path)).resolve()
+            assert path.is_file(), (page, target)
+            if parsed.fragment:
+                assert path.suffix == ".html" and parsed.fragment in parse(path).ids, (page, target)
+
+
 def test_json_numbers_match_an_independent_computation(mnist5k_checkpoint, mnist5k, tmp_path, capsys):
     out = tmp_path / "local"
     assert run_local(mnist5k_checkpoint, out, "--index", "5", "42", "--top", "2") == 0
@@ -68,16 +113,51 @@ def test_json_numbers_match_an_independent_computation(mnist5k_checkpoint, mnist
         alphas = [phi[j] * float(w[c, j]) for j in range(6)]
         scale = max(abs(a) for a in alphas)
         assert data["relevance"] == pytest.approx([a / scale for a in alphas], abs=1e-6)
-        order = sorted(range(6), key=lambda j: -alphas[j] / scale)[:2]
+        order = [j for j in sorted(range(6), key=lambda j: -alphas[j] / scale) if alphas[j] / scale > 0.1][:2]
         assert [t["attribute"] for t in data["top"]] == order
+        assert data["selection"] == {"relevance_threshold": 0.1, "qualifying": sum(a / scale > 0.1 for a in alphas),
+                                     "listed": len(order), "top": 2}
+        # g's logit of ĉ = b_ĉ + Σ α_j, and the contrast with g's runner-up c′
+        b = model.interpreter.bias.detach()
+        runner_up = sorted(range(10), key=lambda k: -float(o.g_logits[0, k]))[1]
+        logits = data["logits"]
+        assert logits["explained"]["class"] == c and logits["contrast"]["class"] == runner_up
+        assert logits["contrast"]["reason"] == "runner_up"
+        assert logits["explained"]["contributions"] == pytest.approx(alphas, abs=1e-6)
+        assert logits["explained"]["bias"] == pytest.approx(float(b[c]), abs=1e-6)
+        assert logits["explained"]["logit"] == pytest.approx(float(o.g_logits[0, c]), abs=1e-5)
+        assert logits["contrast"]["logit"] == pytest.approx(float(o.g_logits[0, runner_up]), abs=1e-5)
+        deltas = [phi[j] * (float(w[c, j]) - float(w[runner_up, j])) for j in range(6)]
+        assert logits["differences"] == pytest.approx(deltas, abs=1e-6)
+        assert logits["logit_difference"] == pytest.approx(float(o.g_logits[0, c] - o.g_logits[0, runner_up]), abs=1e-5)
         members = [i for i in range(len(mnist5k.train)) if int(train_out.g_logits[i].argmax()) == c]
         for t in data["top"]:
-            s = 1 if float(w[c, t["attribute"]]) >= 0 else -1
-            values = sorted((s * float(train_out.attributes[i, t["attribute"]]) for i in members), reverse=True)
+            j = t["attribute"]
+            s = 1 if float(w[c, j]) >= 0 else -1
+            values = sorted((s * float(train_out.attributes[i, j]) for i in members), reverse=True)
             assert t["direction"] == s and t["class_size"] == len(members)
-            assert t["rank_in_class"] == 1 + sum(v > s * phi[t["attribute"]] for v in values)
+            assert t["rank_in_class"] == 1 + sum(v > s * phi[j] for v in values)
+            assert t["percentile_in_class"] == pytest.approx(100 * t["rank_in_class"] / len(members))
+            assert t["contribution"] == pytest.approx(alphas[j], abs=1e-6) and t["difference"] == pytest.approx(deltas[j], abs=1e-6)
+            # without a global report: the attribute's top training samples of class ĉ, most activating first
+            best = sorted(members, key=lambda i: -s * float(train_out.attributes[i, j]))[:3]
+            shown = t["samples"]["shown"]
+            assert t["samples"]["source"] == "training" and [m["index"] for m in shown] == best
+            assert [m["activation"] for m in shown] == pytest.approx([float(train_out.attributes[i, j]) for i in best], abs=1e-6)
+            thumbnail = np.asarray(Image.open(out / f"test-{index:05d}" / shown[0]["image"]))
+            assert thumbnail.shape == (84, 84) and np.array_equal(thumbnail[::3, ::3], mnist5k.train.images[best[0], 0].numpy())
+            assert set(t["am_pi"]) >= {"reference_activation", "final_activation", "ratio", "outcome"}
+            assert t["am_pi"]["reference_activation"] == pytest.approx(phi[j], abs=1e-5)  # AM+PI's reference: x itself
+        arrays = np.load(out / f"test-{index:05d}" / "arrays.npz")
+        top = len(data["top"])
+        assert np.allclose(arrays["input"], x.numpy()) and arrays["top_attributes"].tolist() == order
+        assert np.allclose(arrays["contributions"], alphas, atol=1e-6)
+        for key in ("am_pi", "attribution", "decoder_with", "decoder_without", "decoder_difference"):
+            assert arrays[key].shape == (top, 1, 28, 28), key
+        assert np.allclose(arrays["decoder_difference"], arrays["decoder_with"] - arrays["decoder_without"], atol=1e-6)
     index = json.loads((out / "local.json").read_text())
     assert [s["id"] for s in index["samples"]] == ["test-00005", "test-00042"] and (out / "index.html").exists()
+    assert_links_resolve(out)
 
 
 def test_class_option_changes_the_explained_class_and_nothing_else(mnist5k_checkpoint, tmp_path):
@@ -85,15 +165,28 @@ def test_class_option_changes_the_explained_class_and_nothing_else(mnist5k_check
     assert run_local(mnist5k_checkpoint, out, "--index", "7") == 0
     base = report(out, "test-00007")
     other = (base["explained_class"]["index"] + 1) % 10
-    assert run_local(mnist5k_checkpoint, out, "--index", "7", "--class", str(other)) == 0
+    assert run_local(mnist5k_checkpoint, out, "--index", "7", "--class", str(other), "--relevance-threshold", "0.6", "--top", "5") == 0
     asked = report(out, f"test-00007-class-{other}")
     assert asked["explained_class"] == {"index": other, "name": str(other), "is_g_prediction": False, "asked": True}
     for key in ("sample", "prediction", "attributes", "checkpoint", "dataset"):
         assert asked[key] == base[key]
     w = load_checkpoint(mnist5k_checkpoint).model.interpreter.weight.detach()
     alphas = [a * float(w[other, j]) for j, a in enumerate(base["attributes"])]
-    assert asked["relevance"] == pytest.approx([a / max(abs(v) for v in alphas) for a in alphas], abs=1e-6)
+    relevance = [a / max(abs(v) for v in alphas) for a in alphas]
+    assert asked["relevance"] == pytest.approx(relevance, abs=1e-6)
+    # only attributes above the threshold are listed, never padded up to --top
+    qualifying = sorted((j for j in range(6) if relevance[j] > 0.6), key=lambda j: -relevance[j])
+    assert [t["attribute"] for t in asked["top"]] == qualifying[:5] and asked["selection"]["listed"] == len(qualifying)
+    assert all(t["relevance"] > 0.6 for t in asked["top"]) and asked["parameters"]["relevance_threshold"] == 0.6
+    page = (out / f"test-00007-class-{other}" / "report.html").read_text()
+    assert f"{len(qualifying)} attribute" in page and "are not listed" in page
+    # with --class, the contrast is g's prediction
+    g_class = base["prediction"]["g"]["class"]
+    assert asked["logits"]["contrast"]["class"] == g_class and asked["logits"]["contrast"]["reason"] == "g_prediction"
+    assert asked["logits"]["logit_difference"] == pytest.approx(
+        asked["logits"]["explained"]["logit"] - base["logits"]["explained"]["logit"], abs=1e-5)
     assert (out / "test-00007" / "report.json").exists()  # the g-class report is kept
+    assert_links_resolve(out)
 
 
 def test_an_image_file_round_trips_to_the_same_report_as_its_index(mnist5k_checkpoint, mnist5k, tmp_path):
@@ -102,14 +195,20 @@ def test_an_image_file_round_trips_to_the_same_report_as_its_index(mnist5k_check
     Image.fromarray(pixels, mode="L").save(tmp_path / "eleven.png")
     np.save(tmp_path / "eleven.npy", pixels)
     np.save(tmp_path / "eleven-float.npy", pixels.astype(np.float32) / 255.0)
+    Image.fromarray(255 - pixels, mode="L").save(tmp_path / "paper.png")  # dark strokes on white paper
     assert run_local(mnist5k_checkpoint, out, "--index", "11", "--image", str(tmp_path / "eleven.png"),
-                     str(tmp_path / "eleven.npy"), str(tmp_path / "eleven-float.npy")) == 0
+                     str(tmp_path / "eleven.npy"), str(tmp_path / "eleven-float.npy"), str(tmp_path / "paper.png")) == 0
     by_index = report(out, "test-00011")
     for identifier in ("image-eleven", "image-eleven-float"):
         by_image = report(out, identifier)
         assert by_image["sample"]["kind"] == "image" and by_image["sample"]["label"] is None
-        for key in ("prediction", "explained_class", "attributes", "relevance", "top", "parameters"):
+        for key in ("prediction", "explained_class", "attributes", "relevance", "top", "parameters", "logits"):
             assert_same_up_to_rounding(by_image[key], by_index[key], key)
+        assert "unusual_input" not in [w["kind"] for w in by_image["warnings"]]
+    # the --invert hint reaches the page, not only stderr
+    assert "unusual_input" in [w["kind"] for w in report(out, "image-paper")["warnings"]]
+    page = (out / "image-paper" / "report.html").read_text()
+    assert "Read with care" in page and "--invert" in page
 
 
 def test_bad_input_is_one_line_exit_2_and_leaves_no_folder(mnist5k_checkpoint, tmp_path, capsys):
@@ -151,11 +250,20 @@ def test_local_links_to_the_global_report_found_next_to_the_checkpoint(mnist5k_c
     links = [t["global"] for t in data["top"]]
     assert all(link is not None and link["report"] == "../../model-global/index.html" for link in links)
     global_data = json.loads((tmp_path / "model-global" / "global.json").read_text())
+    c = data["explained_class"]["index"]
     for t in data["top"]:
         expected = sorted(p["class"] for p in global_data["pairs"] if p["attribute"] == t["attribute"])
         assert sorted(p["class"] for p in t["global"]["pairs"]) == expected
         for p in t["global"]["pairs"]:
             assert (tmp_path / "model-local" / "test-00003" / p["figure"]).resolve().is_file()
+            assert p["link"] == f"../../model-global/index.html#pair-c{p['class']}-j{t['attribute']}"
+        # the thumbnails are the MAS of the global report's pair (ĉ, j) when it has one
+        pair = next((p for p in global_data["pairs"] if p["class"] == c and p["attribute"] == t["attribute"]), None)
+        if pair is not None:
+            assert t["samples"]["source"] == "global"
+            assert [m["index"] for m in t["samples"]["shown"]] == [m["index"] for m in pair["mas"]]
+    assert any(t["samples"]["source"] == "global" for t in data["top"])  # threshold 0.0: every pair of ĉ is selected
+    assert_links_resolve(tmp_path / "model-local")
 
 
 def test_force_over_another_checkpoints_reports_removes_its_sample_folders(mnist5k_checkpoint, tmp_path, capsys):
