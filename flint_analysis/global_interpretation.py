@@ -18,11 +18,11 @@ from dataclasses import dataclass, field, replace
 import torch
 from torch import Tensor
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
-from flint_analysis.am_pi import AmPiConfig, AmPiResult
+from flint_analysis.am_pi import AmPiConfig, AmPiResult, AmPiSummary  # AmPiSummary: re-exported
 from flint_analysis.attribute_tools import AUTO, AttributeToolResults, AttributeToolsConfig, resolve_attribution, run_attribute_tools
 from flint_analysis.datasets import ImageDataset
 from flint_analysis.decoder_ablation import DecoderAblation
@@ -128,35 +128,47 @@ class PairAnalysis:
 
 @dataclass(frozen=True)
 class AttributeOverview:
-    """The most activating samples of every attribute in the pool, whatever their class.
+    """The most activating samples of every attribute in the pool, whatever their class, in both directions.
+
+    An attribute is shown by the samples that activate it most (the paper's MAS, "Interpretation Phase").
+    An attribute relevant to a class through negative values (a selected pair with ``w_{j,c} < 0``, see
+    :mod:`flint_analysis.relevance`) speaks for that class with its *most negative* φ_j, so those samples
+    are kept as well; :meth:`shown_directions` says which of the two an overview should show.
 
     Attributes:
-        indices: ``(J, k)`` dataset indices; activations: ``(J, k)``; labels: ``(J, k)``; images: ``(J, k, *input_shape)``.
+        indices: ``(J, k)`` dataset indices of the ``k`` samples with the largest φ_j; activations: ``(J, k)``;
+            labels: ``(J, k)``; images: ``(J, k, *input_shape)``.
+        lowest_indices, lowest_activations, lowest_labels, lowest_images: the same for the ``k`` smallest
+            (most negative) φ_j, smallest first.
+        relevant_positive: ``(J,)`` bool, φ_j is relevant to a selected pair through φ_j > 0 (``w_{j,c} > 0``).
+        relevant_negative: ``(J,)`` bool, φ_j is relevant to a selected pair through φ_j < 0 (``w_{j,c} < 0``).
     """
 
     indices: Tensor
     activations: Tensor
     labels: Tensor
     images: Tensor
+    lowest_indices: Tensor
+    lowest_activations: Tensor
+    lowest_labels: Tensor
+    lowest_images: Tensor
+    relevant_positive: Tensor
+    relevant_negative: Tensor
 
+    def shown_directions(self, attribute: int) -> list[int]:
+        """The directions to show for ``attribute``: ``[+1]`` (largest φ_j) unless it is relevant through φ_j < 0:
+        ``[-1]`` (most negative φ_j) when only through φ_j < 0, ``[+1, -1]`` when through both signs."""
+        if not bool(self.relevant_negative[attribute]):
+            return [1]
+        return [1, -1] if bool(self.relevant_positive[attribute]) else [-1]
 
-@dataclass(frozen=True)
-class AmPiSummary:
-    """How many AM+PI runs (one per pair and MAS) raised φ_j.
-
-    Attributes:
-        runs: AM+PI runs; raised: those that raised φ_j.
-    """
-
-    runs: int
-    raised: int
-
-    @property
-    def not_raised(self) -> int:
-        return self.runs - self.raised
-
-    def to_dict(self) -> dict[str, int]:
-        return {"runs": self.runs, "raised": self.raised, "not_raised": self.not_raised}
+    def samples(self, attribute: int, direction: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``(indices, activations, labels, images)`` of ``attribute``'s ``k`` samples: largest φ_j for
+        ``direction`` +1, most negative for −1."""
+        if direction > 0:
+            return self.indices[attribute], self.activations[attribute], self.labels[attribute], self.images[attribute]
+        return (self.lowest_indices[attribute], self.lowest_activations[attribute], self.lowest_labels[attribute],
+                self.lowest_images[attribute])
 
 
 @dataclass(frozen=True)
@@ -184,9 +196,8 @@ class GlobalInterpretation:
     plotted_rows: Tensor
 
     def am_pi_summary(self) -> AmPiSummary:
-        """The AM+PI runs of all pairs (one per MAS) and how many raised φ_j."""
-        raised = [bool(a.am_pi.raised[k]) for a in self.analyses for k in range(len(a.mas.indices))]
-        return AmPiSummary(runs=len(raised), raised=sum(raised))
+        """The outcomes of the AM+PI runs of all pairs (one per MAS, judged against the MAS's own φ_j)."""
+        return AmPiSummary.from_results(a.am_pi for a in self.analyses)
 
     @property
     def classes_with_pairs(self) -> set[int]:
@@ -230,6 +241,8 @@ def analyse_pairs(
     row_of = {int(index): row for row, index in enumerate(pool.indices.tolist())}
     phi = pool.attributes[torch.tensor([row_of[int(i)] for i in indices], dtype=torch.long)]
     results = run_attribute_tools(model, images, attributes, directions, tools, attributes=phi, device=device, progress=progress)
+    scale = pool.attributes.abs().amax(dim=0)[attributes]  # each attribute's largest |φ_j| in the pool: weak MAS are flagged
+    results = replace(results, am_pi=results.am_pi.with_reference_scale(scale))
     analyses, start = [], 0
     for n, m in zip(counts, mas):
         rows = slice(start, start + n)
@@ -271,20 +284,43 @@ def global_interpretation(
     pairs = select_pairs(relevance, weight, config.threshold, list(config.classes) if config.classes is not None else None)
     mas = max_activating_samples(pool, pairs, config.mas_per_pair, config.mas_class_by)
     analyses = analyse_pairs(model, train, pool, mas, config.tools, device, progress)
-    overview = attribute_overview(pool, train, config.overview_samples)
+    overview = attribute_overview(pool, train, config.overview_samples, pairs)
     plotted = random_subset(len(subset), config.relevance_plot_samples, config.seed + 1)
     plotted = plotted[torch.argsort(subset.labels[plotted], stable=True)]
     return GlobalInterpretation(config, subset, relevances, relevance, pairs, analyses, overview, plotted)
 
 
-def attribute_overview(pool: ForwardPass, dataset: ImageDataset, per_attribute: int) -> AttributeOverview:
-    """The ``per_attribute`` samples of ``pool`` with the largest φ_j, for every attribute ``j``."""
+def attribute_overview(
+    pool: ForwardPass, dataset: ImageDataset, per_attribute: int, pairs: Sequence[ClassAttributePair] = ()
+) -> AttributeOverview:
+    """The ``per_attribute`` samples of ``pool`` with the largest and with the smallest φ_j, for every attribute ``j``.
+
+    Args:
+        pool: forward pass over the samples to choose from (``N`` samples, ``J`` attributes).
+        dataset: the dataset ``pool.indices`` index into (for the images).
+        per_attribute: ``k``, samples per attribute and direction (at most ``N``).
+        pairs: the selected pairs; their directions (sign of ``w_{j,c}``) give ``relevant_positive`` /
+            ``relevant_negative``.
+    """
     k = min(per_attribute, len(pool))
-    top = torch.topk(pool.attributes, k, dim=0).indices.T  # (J, k) rows of the pool
-    images, _ = dataset.batch(pool.indices[top.flatten()])
+    num_attributes = pool.attributes.shape[1]
+    top = torch.topk(pool.attributes, k, dim=0).indices.T  # (J, k) rows of the pool, largest first
+    low = torch.topk(pool.attributes, k, dim=0, largest=False).indices.T  # (J, k) smallest first
+    images, _ = dataset.batch(pool.indices[torch.cat([top.flatten(), low.flatten()])])
+    images = images.view(2, *top.shape, *images.shape[1:])
+    positive = torch.zeros(num_attributes, dtype=torch.bool)
+    negative = torch.zeros(num_attributes, dtype=torch.bool)
+    for pair in pairs:
+        (positive if pair.direction > 0 else negative)[pair.attribute] = True
     return AttributeOverview(
         indices=pool.indices[top],
         activations=torch.gather(pool.attributes.T, 1, top),
         labels=pool.labels[top],
-        images=images.view(*top.shape, *images.shape[1:]),
+        images=images[0],
+        lowest_indices=pool.indices[low],
+        lowest_activations=torch.gather(pool.attributes.T, 1, low),
+        lowest_labels=pool.labels[low],
+        lowest_images=images[1],
+        relevant_positive=positive,
+        relevant_negative=negative,
     )

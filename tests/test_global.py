@@ -66,6 +66,8 @@ def test_global_writes_every_file_and_a_json_that_matches_an_independent_recompu
     assert data["pairs"], "threshold 0.05 must select pairs on this model"
     runs = [m for p in data["pairs"] for m in p["mas"]]
     assert data["am_pi_summary"]["runs"] == len(runs) and data["am_pi_summary"]["raised"] == sum(m["am_pi"]["raised"] for m in runs)
+    for outcome in ("activated", "saturated", "not_activated"):  # the summary counts the runs' outcomes
+        assert data["am_pi_summary"][outcome] == sum(m["am_pi"]["outcome"] == outcome for m in runs)
     for pair in data["pairs"]:
         assert pair["relevance"] > 0.05 and data["relevance"]["matrix"][pair["class"]][pair["attribute"]] == pair["relevance"]
         values = [pair["direction"] * m["activation"] for m in pair["mas"]]

@@ -9,6 +9,7 @@ under the same setting, so texts created late (ticks made while drawing) are pla
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -16,6 +17,7 @@ from typing import TypeVar
 import matplotlib as mpl
 import numpy as np
 from matplotlib.axes import Axes
+from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 from matplotlib.text import Text
 from torch import Tensor
@@ -24,7 +26,9 @@ DPI = 110
 FONT_SIZE = 8
 POSITIVE_IMAGE_KINDS = ("input", "am_pi", "decoder")
 SIGNED_IMAGE_KINDS = ("attribution", "difference")
+SIGNED_COLORMAP = "RdBu_r"
 FAILURE_COLOR = "#b2182b"
+SATURATED_COLOR = "#b35806"
 ACCENT_COLOR = "#2166ac"
 
 
@@ -68,21 +72,18 @@ def show_image(ax: Axes, image: Tensor, kind: str = "input", value_range: tuple[
                title_color: str = "black") -> None:
     """Draw a ``(C, H, W)`` image in ``ax``.
 
-    ``input``/``decoder`` images use gray (or RGB) scaled to the data's value range; ``am_pi`` outputs,
-    which the optimisation drives outside that range, are scaled to their own minimum and maximum;
-    ``attribution``/``difference`` maps are summed over channels and drawn with a diverging colour map
-    centred on 0, symmetric around the largest magnitude.
+    ``input``/``am_pi``/``decoder`` images use gray (or RGB) on the data's fixed value range: AM+PI outputs
+    are *not* rescaled to their own minimum and maximum, so a faint output looks faint and pixels outside
+    the range are drawn at its ends; ``attribution``/``difference`` maps are summed over channels and drawn
+    with a diverging colour map centred on 0, symmetric around the largest magnitude (:func:`signed_limit`).
     """
     if kind in SIGNED_IMAGE_KINDS:
-        data = image.detach().cpu().float().sum(dim=0).numpy() if image.ndim == 3 else image.detach().cpu().float().numpy()
-        limit = float(np.abs(data).max()) or 1.0
-        ax.imshow(data, cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
+        data = _signed_data(image)
+        limit = signed_limit(image)
+        ax.imshow(data, cmap=SIGNED_COLORMAP, vmin=-limit, vmax=limit, interpolation="nearest")
     else:
         low, high = value_range
         data = _as_display(image)
-        if kind == "am_pi":
-            low, high = float(data.min()), float(data.max())
-            high = high if high > low else low + 1.0
         if data.ndim == 3:
             ax.imshow(np.clip((data - low) / (high - low), 0, 1), interpolation="nearest")
         else:
@@ -94,6 +95,78 @@ def show_image(ax: Axes, image: Tensor, kind: str = "input", value_range: tuple[
         spine.set_linewidth(0.5)
     if title:
         ax.set_title(title, fontsize=FONT_SIZE - 1, color=title_color, pad=2)
+
+
+def _signed_data(image: Tensor) -> np.ndarray:
+    """A signed map summed over its channels: ``(C, H, W)`` → ``(H, W)``."""
+    data = image.detach().cpu().float()
+    return (data.sum(dim=0) if data.ndim == 3 else data).numpy()
+
+
+def signed_limit(image: Tensor) -> float:
+    """The colour scale of a signed map (attribution, difference): ``max |Σ_channels image|`` (1.0 for an all-zero map)."""
+    return float(np.abs(_signed_data(image)).max()) or 1.0
+
+
+def image_rgb(image: Tensor, kind: str, value_range: tuple[float, float] = (0.0, 1.0), limit: float | None = None) -> np.ndarray:
+    """The ``(H, W, 3)`` uint8 picture :func:`show_image` would draw for a ``(C, H, W)`` image, without matplotlib axes.
+
+    Positive kinds (``input``, ``am_pi``, ``decoder``) are clipped to the fixed ``value_range``; signed kinds map
+    ``[-limit, +limit]`` (default :func:`signed_limit`) through :data:`SIGNED_COLORMAP`.
+    """
+    if kind in SIGNED_IMAGE_KINDS:
+        scale = signed_limit(image) if limit is None else float(limit)
+        normalised = np.clip(_signed_data(image) / (2 * scale) + 0.5, 0.0, 1.0)
+        rgba = mpl.colormaps[SIGNED_COLORMAP](normalised)
+        return np.round(rgba[..., :3] * 255).astype(np.uint8)
+    if kind not in POSITIVE_IMAGE_KINDS:
+        raise ValueError(f"unknown image kind {kind!r}")
+    low, high = value_range
+    data = np.clip((_as_display(image) - low) / (high - low), 0.0, 1.0)
+    if data.ndim == 2:
+        data = np.repeat(data[..., None], 3, axis=2)
+    return np.round(data * 255).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class ImageTile:
+    """One small image saved as its own PNG (an HTML page lays the tiles out and labels them).
+
+    Attributes:
+        image: ``(C, H, W)``.
+        kind: as in :func:`show_image`.
+        value_range: the data's fixed range (positive kinds).
+        limit: the colour scale of a signed kind (``None``: :func:`signed_limit`).
+        pixels: the tile's longest side in pixels, reached by repeating pixels (nearest neighbour, no smoothing).
+    """
+
+    image: Tensor
+    kind: str
+    value_range: tuple[float, float] = (0.0, 1.0)
+    limit: float | None = None
+    pixels: int = 112
+
+    def rgb(self) -> np.ndarray:
+        """``(H·s, W·s, 3)`` uint8, ``s`` the integer factor that brings the longest side closest to ``pixels`` (at least 1)."""
+        picture = image_rgb(self.image, self.kind, self.value_range, self.limit)
+        factor = max(1, round(self.pixels / max(picture.shape[:2])))
+        return np.repeat(np.repeat(picture, factor, axis=0), factor, axis=1)
+
+    def save(self, path: str | Path) -> None:
+        """Write the tile as a PNG."""
+        from PIL import Image
+
+        Image.fromarray(self.rgb()).save(path, format="PNG")
+
+
+def colormap_css(kind: str, stops: int = 11) -> str:
+    """A CSS ``linear-gradient`` (left to right) of the colour map used for ``kind``: gray for positive kinds
+    (low → high of the data range), :data:`SIGNED_COLORMAP` for signed ones (−limit → +limit)."""
+    if kind in SIGNED_IMAGE_KINDS:
+        colours = [to_hex(mpl.colormaps[SIGNED_COLORMAP](i / (stops - 1))) for i in range(stops)]
+    else:
+        colours = ["#000000", "#ffffff"]
+    return f"linear-gradient(to right, {', '.join(colours)})"
 
 
 def save_figure(figure: Figure, path: str | Path) -> None:

@@ -21,6 +21,17 @@ pre { white-space: pre-wrap; overflow-wrap: anywhere; }
 details.howto { background: #f7f9fb; border: 1px solid #dde3ea; border-radius: 4px; padding: 0.4em 0.9em; margin: 0.8em 0; }
 details.howto summary { cursor: pointer; font-weight: 600; }
 details.howto dt { font-weight: 600; margin-top: 0.35em; } details.howto dd { margin: 0 0 0 1.2em; }
+.sat { color: #b35806; } .neg { color: #2166ac; font-weight: 600; }
+.scroll { overflow-x: auto; max-width: 100%; }
+table.tiles td, table.tiles th { text-align: center; vertical-align: top; padding: 0.25em 0.3em; }
+table.tiles th { font-size: 0.9em; font-weight: 600; max-width: 8.5em; }
+table.tiles td.pair { text-align: left; white-space: nowrap; vertical-align: middle; }
+img.tile { display: block; width: clamp(96px, 8.5vw, 128px); height: auto; margin: 0 auto; border: 1px solid #ccc; image-rendering: pixelated; }
+.cap { display: block; font-size: 0.86em; line-height: 1.25; margin-top: 0.2em; max-width: 8.5em; overflow-wrap: anywhere; }
+.cbar { display: inline-block; vertical-align: middle; margin: 0.15em 0.3em; }
+.cbar-strip { display: block; height: 10px; border: 1px solid #999; }
+.cbar-ticks { display: flex; justify-content: space-between; font-size: 0.8em; font-weight: normal; color: #444; }
+.legend div { margin: 0.3em 0; }
 """
 
 
@@ -39,8 +50,8 @@ def page(title: str, body: Iterable[str]) -> str:
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[object]], numeric: Sequence[int] = ()) -> str:
-    """An HTML table; cells are escaped unless they are :class:`Raw`; columns in ``numeric`` align right."""
-    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
+    """An HTML table; cells (and headers) are escaped unless they are :class:`Raw`; columns in ``numeric`` align right."""
+    head = "".join(f"<th>{h.html if isinstance(h, Raw) else escape(h)}</th>" for h in headers)
     body = []
     for row in rows:
         cells = []
