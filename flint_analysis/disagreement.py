@@ -146,6 +146,18 @@ class DisagreementAnalysis:
                 chosen[c] = positions
         return chosen
 
+    def worst_first(self, n: int) -> list[int]:
+        """The positions (into the ``(M,)`` arrays) of the ``n`` worst disagreements, worst first.
+
+        Order: the worst kind (f right, f's class outside g's top-k) first, then outside the top-k with f wrong,
+        then within the top-k; within a kind, f's class ranked lower by g first (larger ``f_rank_in_g``), then
+        by sample index. Deterministic: no ties are left.
+        """
+        severity = {_WORST: 0, _OUTSIDE: 1, _WITHIN: 2}
+        keys = [(severity[int(c)], -int(r), int(i), position)
+                for position, (c, r, i) in enumerate(zip(self.category.tolist(), self.f_rank_in_g.tolist(), self.indices.tolist()))]
+        return [key[-1] for key in sorted(keys)[:max(n, 0)]]
+
 
 DEFAULT_TOP_K = 3
 """The paper's top-k of g that counts as acceptable (disagreement analysis: top-3)."""

@@ -10,4 +10,4 @@ $bin/flint-analyze info runs/demo/ckpt.pt
 $bin/flint-analyze global runs/demo/ckpt.pt -o runs/demo/global --force
 $bin/flint-analyze local runs/demo/ckpt.pt --index 0 -o runs/demo/local --force --global-dir runs/demo/global
 $bin/flint-analyze metrics runs/demo/ckpt.pt -o runs/demo/metrics --force
-$bin/flint-analyze disagreement runs/demo/ckpt.pt -o runs/demo/disagreement --force
+$bin/flint-analyze disagreement runs/demo/ckpt.pt -o runs/demo/disagreement --force --explain-worst 3 --global-dir runs/demo/global

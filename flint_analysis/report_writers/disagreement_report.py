@@ -5,9 +5,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from flint_analysis.checkpoint import Checkpoint
 from flint_analysis.datasets import ImageDataset
@@ -17,17 +23,72 @@ from flint_analysis.disagreement import (
 from flint_analysis.atomic_output import OutputLayout
 from flint_analysis.plots import save_figure
 from flint_analysis.plots.disagreement_plots import plot_depth_summary, plot_depths, plot_worst_cases
-from flint_analysis.report_writers.common import ReportContent, header, report_stamp, write_report_folder
-from flint_analysis.report_writers.html import escape, image, link, page, table
+from flint_analysis.report_writers.common import ARRAYS_NAME, ReportContent, header, report_stamp, write_report_folder
+from flint_analysis.report_writers.html import Raw, escape, how_to_read, image, lead, link, page, table
+from flint_analysis.report_writers.local_report import LAYOUT as LOCAL_LAYOUT
 
 SCHEMA = "flint-analysis/disagreement"
 SCHEMA_VERSION = 1
 JSON_NAME = "disagreement.json"
+WORST_FOLDER = "worst"
+"""The sub-folder holding the local reports of the explained worst disagreements (``--explain-worst``)."""
 LAYOUT = OutputLayout(
     kind="disagreement", marker=JSON_NAME,
-    files=frozenset({JSON_NAME, "index.html", "worst-cases.png", "depth-per-class.png", "depth-summary.png"}),
+    files=frozenset({JSON_NAME, "index.html", "worst-cases.png", "depth-per-class.png", "depth-summary.png", ARRAYS_NAME}),
+    folders=((WORST_FOLDER, LOCAL_LAYOUT),),
 )
-"""Everything :func:`write_disagreement_report` writes: a folder holding anything else is refused."""
+"""Everything :func:`write_disagreement_report` writes: a folder holding anything else is refused. ``worst/`` is a
+local report folder (its own layout)."""
+
+
+@dataclass(frozen=True)
+class WorstExplanations:
+    """Local reports of the worst disagreements, written into the report's :data:`WORST_FOLDER`.
+
+    Attributes:
+        positions: positions into the analysis's ``(M,)`` arrays, worst first
+            (:meth:`~flint_analysis.disagreement.DisagreementAnalysis.worst_first`).
+        folders: the sample folder of each inside :data:`WORST_FOLDER` (its ``report.html`` is linked).
+        write: writes the local reports into the folder it is given (a path that does not exist yet), e.g.
+            :func:`flint_analysis.report_writers.local_report.write_local_reports` with that ``output_dir``.
+    """
+
+    positions: list[int]
+    folders: list[str]
+    write: Callable[[Path], Any]
+
+
+@dataclass(frozen=True)
+class _SubReport:
+    """A folder written by another writer into the staging folder (see :func:`_save`)."""
+
+    write: Callable[[Path], Any]
+
+
+def _write_sub_report(write: Callable[[Path], Any], path: Path) -> None:
+    """Have ``write`` build the folder ``path`` inside the staging folder.
+
+    The staging folder is locked by the atomic write that owns it, and a report writer locks its target's parent
+    before its own swap, so writing straight into ``path`` would wait on our own lock. The sub-report is built in a
+    hidden sibling of the staging folder instead (named like it, so a killed run's leftover is cleaned up like
+    it), at the same depth, so its relative links are already the final ones, and then moved in.
+    """
+    staging = path.parent
+    target_name = staging.name[1:].rsplit(".", 2)[0]  # staging: .NAME.XXXXXXXX.partial
+    build = Path(tempfile.mkdtemp(prefix=f".{target_name}.", suffix=".partial", dir=staging.parent))
+    try:
+        write(build / path.name)
+        os.replace(build / path.name, path)
+    finally:
+        shutil.rmtree(build, ignore_errors=True)
+
+
+def _save(item: Any, path: Path) -> None:
+    """``save`` of :func:`write_report_folder`: figures as PNG, a :class:`_SubReport` by its own writer."""
+    if isinstance(item, _SubReport):
+        _write_sub_report(item.write, path)
+    else:
+        save_figure(item, path)
 
 
 def _depth_data(depths: list[ClassDepth], config: DepthConfig, summary: DepthSummary, names: list[str]) -> dict[str, Any]:
@@ -58,8 +119,11 @@ def _depth_data(depths: list[ClassDepth], config: DepthConfig, summary: DepthSum
 
 def disagreement_report_data(analysis: DisagreementAnalysis, checkpoint: Checkpoint, split: str,
                              depths: list[ClassDepth] | None, depth_config: DepthConfig | None, worst_per_class: int,
-                             depth_summary: DepthSummary | None = None, worst: dict[int, list[int]] | None = None) -> dict[str, Any]:
+                             depth_summary: DepthSummary | None = None, worst: dict[int, list[int]] | None = None,
+                             explained: WorstExplanations | None = None) -> dict[str, Any]:
     """The content of ``disagreement.json``.
+
+    ``explained`` lists the worst disagreements that have a local report in :data:`WORST_FOLDER`.
 
     ``depth_summary`` (:func:`~flint_analysis.disagreement.summarise_depths` of ``depths``) and ``worst``
     (:meth:`~flint_analysis.disagreement.DisagreementAnalysis.worst_cases`) are computed when not given.
@@ -86,8 +150,17 @@ def disagreement_report_data(analysis: DisagreementAnalysis, checkpoint: Checkpo
                                         analysis.f_rank_in_g, analysis.categories)
         ],
         "worst_per_class_shown": worst_per_class,
+        "explained_worst": [
+            {"index": int(analysis.indices[i]), "label": int(analysis.labels[i]), "f": int(analysis.f_predictions[i]),
+             "g": int(analysis.g_predictions[i]), "f_rank_in_g": int(analysis.f_rank_in_g[i]),
+             "category": DisagreementCategory.from_code(int(analysis.category[i])).value,
+             "report": f"{WORST_FOLDER}/{folder}/report.html"}
+            for i, folder in zip(explained.positions, explained.folders)
+        ] if explained is not None else [],
         "depth": depth,
-        "figures": {"worst_cases": "worst-cases.png" if worst else None},
+        "arrays": ARRAYS_NAME if worst else None,
+        "figures": {"worst_cases": "worst-cases.png" if worst else None,
+                    "explained_worst_index": f"{WORST_FOLDER}/index.html" if explained is not None and explained.positions else None},
     }
 
 
@@ -117,16 +190,99 @@ def format_counts(analysis: DisagreementAnalysis, split: str, class_names: Seque
     return "\n".join(lines)
 
 
+def _ordinal(n: int) -> str:
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
+
+
+def _lead_sentence(data: dict[str, Any]) -> str:
+    counts, k = data["counts"], data["k"]
+    n, d = counts["samples"], counts["disagreements"]
+    text = (f"g's class differs from f's on <b>{d:,} of {n:,}</b> {escape(data['split'])} samples ({100 * d / max(n, 1):.1f} %): "
+            f"{counts['within_top_k']:,} with f's class still among g's top {k}, {counts['outside_top_k']:,} outside it, "
+            f"<b>{counts['outside_top_k_f_correct']:,}</b> of them with f right (the worst kind).")
+    depth = data["depth"]
+    auc = depth["summary"]["auc"] if depth else None
+    if auc is not None:
+        verdict = ("singles them out well" if auc >= 0.8 else "tells them apart somewhat" if auc >= 0.6
+                   else "does not tell them apart")
+        text += f" Low projection depth {verdict} (AUC {auc:.2f}; 0.5 is chance)."
+    return text
+
+
+def _how_to_read(data: dict[str, Any]) -> str:
+    k = data["k"]
+    return how_to_read([
+        ("disagreement", "a sample where g's class (the interpreter's) differs from f's (the predictor's): the "
+                         "interpretation then speaks for another class than the one f chose."),
+        (f"within top-{k}", f"f's class is among g's {k} highest-scoring classes: acceptable to some extent, the "
+                            "attributes can still account for f's decision."),
+        (f"outside top-{k}", f"f's class is not among g's {k} best; <b>f right</b>: in addition f predicts the true "
+                             "label, so g fails where f succeeds: the worst kind, shown first."),
+        ("f's class is g's n-th choice", "where g ranks f's class among all classes (1st would be agreement)."),
+        ("#319", "a sample's index in the analysed split (e.g. test image 319); local reports are named "
+                 "<code>test-00319</code>."),
+        ("projection depth", "how central a sample is among its class's training samples (supplement Eq. 1): 1 at the "
+                             "centre, near 0 for outliers. Computed in the space named below, for each class's "
+                             "disagreements and for random agreeing samples of the same class."),
+        ("AUC", "the probability that a disagreement is less deep than an agreeing sample of its class (ties count "
+                "one half): 0.5 means depth does not tell them apart, 1 that every disagreement is an outlier."),
+        ("p", "one-sided Mann–Whitney U test of “disagreements are less deep”."),
+    ])
+
+
+_KIND_WORDS = {
+    DisagreementCategory.OUTSIDE_TOP_K_F_CORRECT.value: "worst: f right, outside g's top {k}",
+    DisagreementCategory.OUTSIDE_TOP_K.value: "outside g's top {k}, f wrong",
+    DisagreementCategory.WITHIN_TOP_K.value: "within g's top {k}",
+}
+
+
+def _explained_table(data: dict[str, Any], names: Sequence[str]) -> str:
+    rows = []
+    for entry in data["explained_worst"]:
+        rows.append([Raw(link(entry["report"], f"#{entry['index']}")), names[entry["label"]], names[entry["f"]], names[entry["g"]],
+                     f"{_ordinal(entry['f_rank_in_g'])} of {len(names)}", _KIND_WORDS[entry["category"]].format(k=data["k"])])
+    return table(["sample (local report)", "label", "f's class", "g's class", "f's class is g's", "kind"], rows)
+
+
 def _index_html(data: dict[str, Any], counts: str) -> str:
+    names = data["dataset"]["class_names"]
     body = header("FLINT disagreement analysis", data, f"Split: {escape(data['split'])}, k = {data['k']}.")
-    body.append(f"<pre>{escape(counts)}</pre>")
-    body.append(f"<p>Machine-readable: {link(JSON_NAME, JSON_NAME)}.</p>")
-    body.append("<h2>Worst disagreements</h2>")
-    body.append(image("worst-cases.png", "worst cases") if data["figures"]["worst_cases"]
-                else "<p>None: every disagreement with f right has f's class in g's top-k.</p>")
+    body.append(lead(_lead_sentence(data)))
+    body.append(_how_to_read(data))
+    sections = [("counts", "counts"), ("worst", "worst disagreements")]
+    if data["explained_worst"]:
+        sections.append(("explained", "explained"))
+    if data["depth"]:
+        sections.append(("depth", "projection depth"))
+    body.append("<nav>" + "".join(f"<a href=\"#{anchor}\">{text}</a>" for anchor, text in sections) + "</nav>")
+    body.append("<h2 id=\"counts\">Counts</h2>")
+    rows = [[c["class_name"], c["samples"], c["disagreements"], c["within_top_k"], c["outside_top_k"], c["outside_top_k_f_correct"]]
+            for c in data["per_class"]]
+    totals = data["counts"]
+    rows.append([Raw("<b>all</b>"), totals["samples"], totals["disagreements"], totals["within_top_k"], totals["outside_top_k"],
+                 totals["outside_top_k_f_correct"]])
+    body.append(table(["true class", "samples", "disagreements", f"within top-{data['k']}", f"outside top-{data['k']}",
+                       "outside, f right"], rows, numeric=[1, 2, 3, 4, 5]))
+    body.append(f"<p>Machine-readable: {link(JSON_NAME, JSON_NAME)}"
+                + (f"; the worst cases' images: {link(data['arrays'], data['arrays'])}" if data["arrays"] else "")
+                + ".</p>")
+    body.append(f"<details><summary>terminal summary</summary><pre>{escape(counts)}</pre></details>")
+    body.append("<h2 id=\"worst\">Worst disagreements</h2>")
+    if data["figures"]["worst_cases"]:
+        body.append(f"<p>Up to {data['worst_per_class_shown']} per true class: f predicts the label, yet f's class is not among "
+                    f"g's top {data['k']}. Each title gives the sample's index and g's class.</p>")
+        body.append(image(data["figures"]["worst_cases"], "worst cases"))
+    else:
+        body.append("<p>None: every disagreement with f right has f's class in g's top-k.</p>")
+    if data["explained_worst"]:
+        body.append(f"<h2 id=\"explained\">The {len(data['explained_worst'])} worst disagreements, explained</h2>")
+        body.append("<p>Each links to its local report (why f and g predicted what they did; g's class is explained). "
+                    f"All of them: {link(data['figures']['explained_worst_index'], 'index of the local reports')}.</p>")
+        body.append(_explained_table(data, names))
     if data["depth"]:
         depth = data["depth"]
-        body.append("<h2>Projection depth</h2>")
+        body.append("<h2 id=\"depth\">Projection depth</h2>")
         body.append(f"<p>Depth of each class's disagreement samples and of up to {depth['settings']['agreeing_per_class']} random "
                     f"agreeing samples of the same class, with respect to the class's training samples, in the "
                     f"<b>{escape(depth['space'])}</b> space (see the module documentation of <code>flint_analysis.disagreement</code> "
@@ -137,26 +293,35 @@ def _index_html(data: dict[str, Any], counts: str) -> str:
         if depth["figures"]["summary"]:
             body += [image(depth["figures"]["summary"], "depth summary"), image(depth["figures"]["per_class"], "depth per class")]
         rows = [[c["class_name"], c["reference_size"], c["dimension"], len(c["disagreeing"]), len(c["agreeing"]),
-                 "n/a" if c["auc"] is None else f"{c['auc']:.3f}"] for c in depth["classes"]]
-        body.append(table(["class", "n (train)", "d", "disagreeing", "agreeing", "AUC"], rows, numeric=[1, 2, 3, 4, 5]))
+                 "n/a" if c["auc"] is None else f"{c['auc']:.3f}",
+                 "n/a" if c["p_value"] is None else f"{c['p_value']:.2g}"] for c in depth["classes"]]
+        body.append(table(["class", "n (train)", "d", "disagreeing", "agreeing", "AUC", "p"], rows, numeric=[1, 2, 3, 4, 5, 6]))
     return page("FLINT disagreement analysis", body)
 
 
 def write_disagreement_report(analysis: DisagreementAnalysis, checkpoint: Checkpoint, split: str, data_split: ImageDataset,
                               depths: list[ClassDepth] | None, depth_config: DepthConfig | None, output_dir: str | Path,
-                              worst_per_class: int = 8, force: bool = False) -> dict[str, Any]:
+                              worst_per_class: int = 8, force: bool = False,
+                              explained: WorstExplanations | None = None) -> dict[str, Any]:
     """Write the report atomically and return the JSON data.
 
     ``output_dir`` must be new, empty, or hold only a disagreement report (:data:`LAYOUT`) of this checkpoint (of
-    any with ``force``); this is checked first and again when the new folder is moved into place.
+    any with ``force``); this is checked first and again when the new folder is moved into place. With
+    ``explained``, its local reports are written into :data:`WORST_FOLDER` inside the same staging folder, so the
+    whole report, local reports included, appears in one step.
+
+    ``arrays.npz`` holds the worst-case images of ``worst-cases.png``: ``worst_case_images`` ``(n, C, H, W)`` in
+    the data's units and ``worst_case_indices`` ``(n,)`` their indices in the split, class by class as drawn.
     """
     names = list(checkpoint.dataset.class_names)
 
     def content() -> ReportContent:
         worst = analysis.worst_cases(len(names), worst_per_class)
         summary = summarise_depths(depths) if depths is not None and depth_config is not None else None
-        data = disagreement_report_data(analysis, checkpoint, split, depths, depth_config, worst_per_class, summary, worst)
-        figures = {}
+        data = disagreement_report_data(analysis, checkpoint, split, depths, depth_config, worst_per_class, summary, worst,
+                                        explained)
+        figures: dict[str, Callable[[], Any]] = {}
+        arrays = {}
         if worst:
             rows = []
             for c, positions in worst.items():
@@ -165,11 +330,15 @@ def write_disagreement_report(analysis: DisagreementAnalysis, checkpoint: Checkp
                 titles = [f"#{index} g: {names[int(analysis.g_predictions[i])]}"[:22] for index, i in zip(chosen, positions)]
                 rows.append((c, images, titles))
             figures["worst-cases.png"] = lambda: plot_worst_cases(rows, names, checkpoint.dataset.value_range, analysis.k)
+            arrays = {"worst_case_images": torch.cat([images for _, images, _ in rows]).float(),
+                      "worst_case_indices": torch.tensor([int(analysis.indices[i]) for positions in worst.values() for i in positions])}
         depth = data["depth"]
         if depth and depths:
             figures[depth["figures"]["per_class"]] = lambda: plot_depths(depths, names, depth["space"])
             figures[depth["figures"]["summary"]] = lambda: plot_depth_summary(depths, depth["space"], depth["summary"]["auc"])
+        if explained is not None and explained.positions:
+            figures[WORST_FOLDER] = lambda: _SubReport(explained.write)
         counts = format_counts(analysis, split, names, depth["space"] if depth else None, summary if depth else None)
-        return ReportContent(data=data, html=_index_html(data, counts), figures=figures)
+        return ReportContent(data=data, html=_index_html(data, counts), figures=figures, arrays=arrays)
 
-    return write_report_folder(output_dir, LAYOUT, checkpoint.sha256, force, content, save=save_figure)
+    return write_report_folder(output_dir, LAYOUT, checkpoint.sha256, force, content, save=_save)
