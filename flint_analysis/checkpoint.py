@@ -139,8 +139,10 @@ _HISTORY_DICTS = ("train_losses", "weights")
 TRAINING_CONFIG_FIELDS: Mapping[str, type] = MappingProxyType({
     "epochs": int, "batch_size": int, "learning_rate": float, "beta": float, "gamma": float, "delta": float,
     "zeta": float, "mu": float, "eta": float, "interpretability_start_epoch": int, "entropy_start_epoch": int,
-    "l1_reduction": str, "baseline": bool,
+    "l1_reduction": str, "baseline": bool, "interpreter_input_dropout": float,
 })
+TRAINING_CONFIG_ADDED_LATER = frozenset({"interpreter_input_dropout"})
+"""Fields of :data:`TRAINING_CONFIG_FIELDS` that older checkpoints lack (their dataclass default applies)."""
 MAX_BATCH_SIZE = 10**7
 
 
@@ -432,6 +434,8 @@ def _training_config(config: Any, path: Path) -> None:
     _check_str_keys(config, "the training config", path)
     for key, kind in TRAINING_CONFIG_FIELDS.items():
         if key not in config:
+            if key in TRAINING_CONFIG_ADDED_LATER:
+                continue
             raise _damaged(path, f"no {key!r} in its training config")
         value = config[key]
         check, expected = _CONFIG_TYPES[kind]
@@ -445,6 +449,7 @@ def _training_config(config: Any, path: Path) -> None:
         *((name, config[name] >= 0, "non-negative") for name in ("beta", "gamma", "delta", "zeta", "mu", "eta")),
         *((name, abs(config[name]) <= MAX_HISTORY, f"within ±{MAX_HISTORY}")
           for name in ("interpretability_start_epoch", "entropy_start_epoch")),
+        ("interpreter_input_dropout", 0 <= config.get("interpreter_input_dropout", 0.0) <= 1, "from 0 to 1"),
     ]
     for name, ok, expected in limits:
         if not ok:

@@ -14,6 +14,7 @@ import re
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from flint_analysis.am_pi import AmPiConfig
 from flint_analysis.attribute_tools import AUTO, resolve_attribution
@@ -61,6 +62,7 @@ def _am_pi_config(args: argparse.Namespace, value_range: tuple[float, float]) ->
     return AmPiConfig(
         lambda_phi=args.lambda_phi, lambda_tv=args.lambda_tv, lambda_bo=args.lambda_bo, init_scale=args.am_pi_init,
         learning_rate=args.am_pi_lr, steps=args.am_pi_steps, halve_every=args.am_pi_halve_every, value_range=value_range,
+        mode=args.am_pi_mode, target_ratio=args.am_pi_target, saturation_ratio=args.am_pi_saturation,
     )
 
 
@@ -102,8 +104,7 @@ def _global(args: argparse.Namespace) -> int:
         return EXIT_EMPTY_RESULT
     print(
         f"{len(result.analyses)} class-attribute pairs with r_(j,c) > {args.threshold:g} over "
-        f"{len(result.classes_with_pairs)} classes; AM+PI raised φ_j in {summary.raised} of {summary.runs} runs"
-        + (f" ({summary.not_raised} did not: see the ✗ in the class grids)" if summary.not_raised else "")
+        f"{len(result.classes_with_pairs)} classes; {summary.headline()}"
     )
     return 0
 
@@ -161,21 +162,29 @@ def _local(args: argparse.Namespace) -> int:
     output = _output_dir(args, "local")
     check_output_folder(output, LOCAL_INDEX, checkpoint.sha256, args.force)
     device = resolve_device(args.device)
-    config = LocalConfig(top=args.top, explained_class=explained, attribution=_attribution_choice(args, checkpoint.architecture),
+    config = LocalConfig(top=args.top, relevance_threshold=args.relevance_threshold, explained_class=explained,
+                         attribution=_attribution_choice(args, checkpoint.architecture),
                          attribution_settings=dict(args.attribution_settings), decoder=not args.no_decoder, am_pi=_am_pi_config(args, spec.value_range), rank_class_by=args.rank_class_by)
     reference = forward_pass(checkpoint.model, bundle.train, batch_size=args.batch_size, device=device,
                              progress=not args.quiet, description="forward pass (training split, for ranks)")
     explanations = explain_samples(checkpoint.model, samples.images, list(samples.labels), reference, config, device,
                                    progress=not args.quiet)
     written = write_local_reports(explanations, list(samples.sources), checkpoint, config, args.seed, output, args.global_dir,
-                                  force=args.force)
-    for explanation, source, (folder, _) in zip(explanations, samples.sources, written.samples):
+                                  force=args.force, training=bundle.train)
+    for explanation, source, (folder, data) in zip(explanations, samples.sources, written.samples):
         print("\n".join(summary_lines(explanation, source, spec.class_names)))
+        for warning in data["warnings"]:
+            if warning["kind"] != "unusual_input":  # already said above, before the computation
+                print(f"  note: {warning['message']}")
         print(f"  -> {folder / 'report.html'}")
     if written.samples and written.global_report is None:
         print("note: no global report of this checkpoint was found (run flint-analyze global, or pass --global-dir) ; reports have no global links")
     print(f"wrote {output / 'index.html'} ({time.perf_counter() - started:.1f} s)")
     return 0
+
+
+def _metrics_output(args: argparse.Namespace) -> Path:
+    return Path(args.output) if args.output else Path(args.checkpoint[0]).parent / f"{Path(args.checkpoint[0]).stem}-metrics"
 
 
 def _metrics(args: argparse.Namespace) -> int:
@@ -204,11 +213,40 @@ def _metrics(args: argparse.Namespace) -> int:
                                progress=not args.quiet, description=f"forward pass ({name}, {args.split})")
         metrics = evaluate(forward, checkpoint.model.interpreter.weight.detach().cpu().numpy(), ks=args.ks, taus=args.taus)
         models.append((name, checkpoint, metrics))
-    output = Path(args.output) if args.output else Path(args.checkpoint[0]).parent / f"{Path(args.checkpoint[0]).stem}-metrics"
-    write_metrics_report(models, args.split, output, force=args.force)
+    output = _metrics_output(args)
+    write_metrics_report(models, args.split, output, force=args.force, include_chance_models=args.include_chance_models)
     print(format_table(models, args.split))
     print(f"wrote {output / 'index.html'} ({time.perf_counter() - started:.1f} s)")
     return 0
+
+
+if TYPE_CHECKING:
+    import torch
+
+    from flint_analysis.datasets import ImageDataset
+    from flint_analysis.disagreement import DisagreementAnalysis
+    from flint_analysis.inference import ForwardPass
+    from flint_analysis.report_writers.disagreement_report import WorstExplanations
+
+
+def _worst_explanations(args: argparse.Namespace, checkpoint: Checkpoint, analysis: DisagreementAnalysis, split: ImageDataset,
+                        train: ForwardPass, device: torch.device) -> WorstExplanations:
+    """Local explanations of the ``--explain-worst`` worst disagreements, by the ``local`` command's own functions."""
+    from flint_analysis.local_interpretation import explain_samples
+    from flint_analysis.report_writers.disagreement_report import WorstExplanations
+    from flint_analysis.report_writers.local_report import SampleSource, write_local_reports
+
+    positions = analysis.worst_first(args.explain_worst)
+    indices = [int(analysis.indices[i]) for i in positions]
+    sources = [SampleSource(split=args.split, index=i) for i in indices]
+    config = LocalConfig(am_pi=_am_pi_config(args, checkpoint.dataset.value_range))
+    images, labels = split.batch(indices)
+    explanations = explain_samples(checkpoint.model, images, [int(v) for v in labels], train, config, device, progress=not args.quiet)
+
+    def write(folder: Path) -> None:
+        write_local_reports(explanations, sources, checkpoint, config, args.seed, folder, args.global_dir)
+
+    return WorstExplanations(positions=positions, folders=[source.identifier(None) for source in sources], write=write)
 
 
 def _disagreement(args: argparse.Namespace) -> int:
@@ -227,17 +265,24 @@ def _disagreement(args: argparse.Namespace) -> int:
         n_directions=args.depth_directions, refinement_rounds=args.depth_rounds, seed=args.seed)
     output = _output_dir(args, "disagreement")
     check_output_folder(output, JSON_NAME, checkpoint.sha256, args.force)
+    if args.explain_worst and args.global_dir:  # named explicitly: refuse a missing or malformed one before the computation
+        from flint_analysis.report_writers.local_report import find_global_report
+
+        find_global_report(checkpoint, args.global_dir)
     forward = forward_pass(checkpoint.model, split, batch_size=args.batch_size, device=device, progress=not args.quiet,
                            description=f"forward pass ({args.split})")
     analysis = analyse_disagreement(forward, args.k)
-    depths = None
-    if depth_config is not None:
+    depths, explained, train = None, None, None
+    if depth_config is not None or args.explain_worst:  # the references of the depths and of the local reports' ranks
         train = forward if args.split == "train" else forward_pass(
             checkpoint.model, bundle.train, batch_size=args.batch_size, device=device, progress=not args.quiet,
             description="forward pass (train)")
+    if depth_config is not None:
         depths = disagreement_depth(analysis, forward, split, train, bundle.train, depth_config, progress=not args.quiet)
+    if args.explain_worst:
+        explained = _worst_explanations(args, checkpoint, analysis, split, train, device)
     write_disagreement_report(analysis, checkpoint, args.split, split, depths, depth_config, output,
-                              worst_per_class=args.worst_per_class, force=args.force)
+                              worst_per_class=args.worst_per_class, force=args.force, explained=explained)
     names = checkpoint.dataset.class_names
     depth_summary = None if depths is None or depth_config is None else summarise_depths(depths)
     print(format_counts(analysis, args.split, names, None if depth_config is None else depth_config.space, depth_summary))
@@ -284,8 +329,9 @@ def _add_common(parser: argparse.ArgumentParser, output_help: str) -> None:
 
 
 def _add_am_pi(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("AM+PI (defaults: the paper's)")
-    for flag, name in (("--am-pi-steps", "steps"), ("--am-pi-lr", "learning_rate"), ("--am-pi-halve-every", "halve_every"),
+    group = parser.add_argument_group("AM+PI (defaults: the paper's, in the bounded mode)")
+    for flag, name in (("--am-pi-mode", "mode"), ("--am-pi-target", "target_ratio"), ("--am-pi-saturation", "saturation_ratio"),
+                       ("--am-pi-steps", "steps"), ("--am-pi-lr", "learning_rate"), ("--am-pi-halve-every", "halve_every"),
                        ("--am-pi-init", "init_scale"), ("--lambda-phi", "lambda_phi"), ("--lambda-tv", "lambda_tv"),
                        ("--lambda-bo", "lambda_bo")):
         add_option(group, flag, AmPiConfig, name, dest=flag.lstrip("-").replace("-", "_"))
@@ -333,9 +379,11 @@ def build_parser() -> argparse.ArgumentParser:
     local = commands.add_parser(
         "local", help="local interpretation of single samples: relevances, top attributes, f vs g",
         description="Explain why f and g predicted what they did for single samples (paper, local interpretability): "
-        "r_(j,ĉ,x) of every attribute, and for the top attributes AM+PI on the sample, input attribution, decoder "
-        "ablation and the rank of φ_j among the training samples of class ĉ. One folder per sample with report.png, "
-        "report.json and report.html.",
+        "r_(j,ĉ,x) of every attribute, g's logit split into the bias and the contributions α_j = φ_j w_(j,ĉ) (logit units) "
+        "with the contrast to the runner-up class (or to g's prediction with --class), and for the top attributes (r above "
+        "--relevance-threshold, at most --top) AM+PI on the sample, input attribution, decoder ablation, their maximum "
+        "activating samples and the percentile of φ_j among the training samples of class ĉ. One folder per sample with "
+        "report.png, report.json, report.html and arrays.npz.",
     )
     _add_common(local, "output folder (default: <checkpoint dir>/<checkpoint name>-local)")
     samples = local.add_argument_group("samples (at least one)")
@@ -347,6 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
     samples.add_argument("--invert", action="store_true", help="invert --image files (dark strokes on light paper)")
     local.add_argument("--class", dest="class_", type=class_name_or_index, metavar="C", help="explain class C (name or index) instead of g's prediction: why (not) C")
     add_option(local, "--top", LocalConfig, "top")
+    add_option(local, "--relevance-threshold", LocalConfig, "relevance_threshold")
     add_option(local, "--rank-class", LocalConfig, "rank_class_by")
     local.add_argument("--global-dir", help="global report of the same checkpoint to link to (default: found next to the checkpoint)")
     _add_attribution(local)
@@ -371,6 +420,9 @@ def build_parser() -> argparse.ArgumentParser:
     metrics.add_argument("--taus", type=TAU.argparse_type(), nargs="+", default=list(PAPER_TAUS),
                          help=f"τ of CNS_g(τ), {TAU.describe()} (default {' '.join(f'{t:g}' for t in PAPER_TAUS)})")
     _add_run_options(metrics)
+    metrics.add_argument("--include-chance-models", action="store_true",
+                         help="draw models whose g is at chance (accuracy within 5 points of the majority class, e.g. BASE-f) "
+                         "on the CNS and top-k curves, greyed out; by default they are left out")
     metrics.set_defaults(handler=_metrics)
 
     disagreement = commands.add_parser(
@@ -391,6 +443,12 @@ def build_parser() -> argparse.ArgumentParser:
                              ("--agreeing", "agreeing_per_class", "agreeing"), ("--depth-directions", "n_directions", "depth_directions"),
                              ("--depth-rounds", "refinement_rounds", "depth_rounds")):
         add_option(depth, flag, DepthConfig, name, dest=dest)
+    disagreement.add_argument("--explain-worst", type=non_negative_int, default=0, metavar="N",
+                              help="explain the N worst disagreements (the worst kind first) with local reports in the "
+                              "report's worst/ folder, linked from its page (default 0: none)")
+    disagreement.add_argument("--global-dir", help="global report the --explain-worst local reports link to "
+                              "(default: found next to the checkpoint)")
+    _add_am_pi(disagreement)
     disagreement.set_defaults(handler=_disagreement)
 
     from flint_analysis.official_import import OFFICIAL_DATASETS
@@ -416,9 +474,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _refresh_run_index(args: argparse.Namespace) -> None:
+    """After a report command: update the run index in the report folder's parent (never fails the command)."""
+    from flint_analysis.report_writers.run_index import refresh_run_index
+
+    folder = _metrics_output(args) if args.command == "metrics" else _output_dir(args, args.command)
+    parent = folder.absolute().parent
+    if parent.resolve() == Path.cwd().resolve():  # reports written straight into the working folder: no index.html there
+        return
+    outcome = refresh_run_index(parent)
+    if outcome.status == "written":
+        print(f"updated {outcome.path} (links {len(outcome.reports)} reports)")
+    elif outcome.status == "failed":
+        print(f"flint-analyze: warning: could not write the run index {outcome.path}: {outcome.message}; the report itself "
+              "is complete", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return run_command("flint-analyze", lambda: args.handler(args))
+    status = run_command("flint-analyze", lambda: args.handler(args))
+    if status in (0, EXIT_EMPTY_RESULT) and args.command in ("global", "local", "metrics", "disagreement"):
+        _refresh_run_index(args)
+    return status
 
 
 if __name__ == "__main__":

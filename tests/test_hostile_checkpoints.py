@@ -6,6 +6,7 @@ with ``torch.save`` as a plain dict, then given to ``flint-analyze`` through :fu
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import os
@@ -390,3 +391,22 @@ def test_reports_record_this_runs_environment_and_nothing_else_changes():
     assert {"torch", "torch_git_version", "torch_debug", "torch_cuda", "cpu_capability", "num_threads", "machine",
             "device"} <= set(data["environment"])
     assert "fingerprint" not in checkpoint.dataset.to_dict()
+
+
+def test_checkpoints_from_before_h_input_dropout_load_and_a_bad_value_is_refused(payload, tmp_path, capsys):
+    """interpreter_input_dropout was added to the training config later: a config without it loads (as 0), one
+    outside [0, 1] is a one-line refusal, and DDP runs' per-rank random states are checked like the others."""
+    old = copy.deepcopy(payload)
+    del old["training"]["config"]["interpreter_input_dropout"]
+    torch.save(old, tmp_path / "old.pt")
+    assert load_checkpoint(tmp_path / "old.pt").training.config.interpreter_input_dropout == 0.0
+    bad = copy.deepcopy(payload)
+    bad["training"]["config"]["interpreter_input_dropout"] = 2.0
+    torch.save(bad, tmp_path / "bad.pt")
+    code, _, err = run_cli(["info", str(tmp_path / "bad.pt")], capsys)
+    assert_one_line_refusal(code, err, "interpreter_input_dropout = 2.0", "from 0 to 1")
+    ranks = copy.deepcopy(payload)
+    ranks["resume"]["torch_rng_per_rank"] = [torch.get_rng_state(), torch.zeros(3, dtype=torch.uint8)]
+    torch.save(ranks, tmp_path / "ranks.pt")
+    code, _, err = run_cli(["info", str(tmp_path / "ranks.pt")], capsys)
+    assert_one_line_refusal(code, err, "torch_rng_per_rank[1]")
