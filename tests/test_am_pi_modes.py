@@ -191,7 +191,7 @@ def test_outcomes_follow_their_definitions():
     summary = AmPiSummary.from_results([result.select(slice(0, 4)), result.select(slice(4, 10))])
     assert (summary.runs, summary.activated, summary.saturated, summary.not_activated, summary.raised) == (10, 4, 2, 4, 7)
     assert summary.to_dict() == {"runs": 10, "activated": 4, "saturated": 2, "not_activated": 4, "raised": 7, "not_raised": 3,
-                                 "saturation_ratio": 3.0}
+                                 "saturation_ratio": 3.0, "weak": 0}
     assert summary.headline() == ("AM+PI activated the attribute (reached its MAS's own φ_j) in 4 of 10 runs; "
                                   "2 saturated (> 3× the MAS value); 4 did not")
     assert ReExported is AmPiSummary

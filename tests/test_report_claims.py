@@ -37,12 +37,29 @@ def test_table4_sentence_follows_the_numbers():
 
 
 def test_fashion_mnist_claims_follow_or_fail():
+    from reports.fashion_mnist_text import PAPER, seed_runs, within_spread
+
     data, folder = _report("fashion-mnist")
     changed = copy.deepcopy(data)
-    changed["runs"]["flint"]["test_accuracy_f"] = changed["runs"]["base-f"]["test_accuracy_f"] - 2.0
+    for run in seed_runs(changed, "flint"):
+        run["test_accuracy_f"] = 80.0  # far below BASE-f
     assert "**f loses accuracy**" in fashion_mnist_readme(changed, folder)
-    closed = copy.deepcopy(data)
-    closed["runs"]["flint"]["test_accuracy_g"] = 88.0
-    closed["runs"]["flint"]["test_fidelity"] = 92.0
+    # The defaults follow the seed table: flipping whether the authors'-code runs match the paper must break the
+    # README's claim about the default preset (it is checked against the dataset records), not silently rewrite it.
+    code = seed_runs(data, "flint-code")
+    matched = within_spread([r["test_accuracy_g"] for r in code], PAPER["flint_g"]) and \
+        within_spread([r["test_fidelity"] for r in code], PAPER["fidelity"])
+    flipped = copy.deepcopy(data)
+    for k, run in enumerate(seed_runs(flipped, "flint-code")):
+        run["test_accuracy_g"] = (70.0 + k) if matched else PAPER["flint_g"] + 0.5 * (k - 1)
+        run["test_fidelity"] = (75.0 + k) if matched else PAPER["fidelity"] + 0.5 * (k - 1)
     with pytest.raises(ClaimFailed):
-        fashion_mnist_readme(closed, folder)
+        fashion_mnist_readme(flipped, folder)
+
+
+def test_seed_statistics():
+    from reports.fashion_mnist_text import mean_sd, within_spread
+
+    mean, sd = mean_sd([85.0, 86.0, 87.0])
+    assert mean == pytest.approx(86.0) and sd == pytest.approx(1.0)  # sample standard deviation (n − 1)
+    assert within_spread([85.0, 86.0, 87.0], 88.0) and not within_spread([85.0, 86.0, 87.0], 88.1)
