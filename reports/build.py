@@ -6,7 +6,8 @@
     python reports/build.py mnist5k|fashion-mnist --readme-only   # only the README, from the committed JSON
 
 Each report trains its checkpoints with `flint-train` (skipped when a finished checkpoint is already in
-runs/reports/<report>/; checkpoints are not committed, their SHA-256 is), runs the `flint-analyze`
+runs/reports/<report>/, finished with --resume when one was interrupted; `--jobs 2` trains two at once, one
+thread each; checkpoints are not committed, their SHA-256 is), runs the `flint-analyze`
 commands into reports/<report>/, and writes reports/<report>/README.md and report.json from what
 those commands wrote; each conclusion in the README is either chosen by its numbers or checked, and a
 check that fails stops the build (reports/claims.py). It refuses to overwrite a report made from different checkpoints unless --force.
@@ -21,6 +22,7 @@ import os
 import shlex
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -34,53 +36,72 @@ from reports.readme import fashion_mnist_readme, mnist5k_readme  # noqa: E402
 
 RUNS = ROOT / "runs" / "reports"
 
-# name -> flint-train arguments (besides --dataset, --seed, -o)
+SEEDS = (0, 1, 2)
+# name -> (flint-train arguments besides --dataset, --seed and -o; the training seeds)
 FASHION_MNIST_RUNS = {
-    "flint": [],
-    "base-f": ["--baseline"],
-    "flint-l1mean": ["--l1-reduction", "mean"],
-    "l1-only": ["--l1-reduction", "mean", "--zeta", "0"],
+    "flint": ([], SEEDS),
+    "flint-code": (["--preset", "authors-mnist"], SEEDS),
+    "base-f": (["--baseline"], SEEDS),
 }
 MNIST5K_RUNS = {
-    "demo": ["--preset", "demo"],
-    "demo-base-f": ["--preset", "demo", "--baseline"],
-    "demo-j4": ["--preset", "demo", "--num-attributes", "4"],
-    "demo-j8": ["--preset", "demo", "--num-attributes", "8"],
-    "paper": ["--preset", "paper-mnist"],
-    "paper-base-f": ["--preset", "paper-mnist", "--baseline"],
-    "paper-l1mean": ["--preset", "paper-mnist", "--l1-reduction", "mean"],
+    "demo": (["--preset", "demo"], (0,)),
+    "demo-base-f": (["--preset", "demo", "--baseline"], (0,)),
+    "demo-j4": (["--preset", "demo", "--num-attributes", "4"], (0,)),
+    "demo-j8": (["--preset", "demo", "--num-attributes", "8"], (0,)),
+    "paper": (["--preset", "paper-mnist"], (0,)),
+    "paper-base-f": (["--preset", "paper-mnist", "--baseline"], (0,)),
+    "paper-l1mean": (["--preset", "paper-mnist", "--l1-reduction", "mean"], (0,)),
 }
+
+
+def run_key(name: str, seed: int) -> str:
+    """The run's name in report.json and its checkpoint's stem: ``name`` for seed 0, ``name-seed{seed}`` otherwise."""
+    return name if seed == 0 else f"{name}-seed{seed}"
 
 
 def command_line(arguments: list[str]) -> str:
     return " ".join(shlex.quote(a) for a in arguments)
 
 
-def run(arguments: list[str], log: Path) -> None:
+def run(arguments: list[str], log: Path, env: dict[str, str] | None = None) -> None:
     """Run a project command, its output to ``log``; stop the build with its last lines if it fails."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as stream:
-        result = subprocess.run(arguments, cwd=ROOT, stdout=stream, stderr=subprocess.STDOUT)
+        result = subprocess.run(arguments, cwd=ROOT, stdout=stream, stderr=subprocess.STDOUT, env=env)
     if result.returncode != 0:
         tail = log.read_text().strip().splitlines()[-3:]
         sys.exit(f"build: {command_line(arguments)} failed (exit {result.returncode}):\n" + "\n".join(tail))
 
 
-def trained(dataset: str, name: str, extra: list[str], seed: int, data_root: str | None, bar: ProgressBar) -> tuple[Path, list[str]]:
-    """The checkpoint of one run, training it (or finishing it with --resume) if needed."""
-    path = RUNS / report_name(dataset) / f"{name}.pt"
-    arguments = ["flint-train", "--dataset", dataset, "--seed", str(seed), "-o", str(path.relative_to(ROOT)), *extra, "--quiet"]
-    if data_root:
-        arguments += ["--data-root", data_root]
-    if path.exists():
-        checkpoint = load_checkpoint(path)
-        if checkpoint.epochs_completed < checkpoint.training.config.epochs:
-            bar.set_postfix_str(f"resuming {name}")
-            run([sys.executable, "-m", "flint_analysis.training.cli", "--resume", str(path), "--quiet"], path.with_suffix(".resume.log"))
-    else:
-        bar.set_postfix_str(f"training {name}")
-        run([sys.executable, "-m", "flint_analysis.training.cli", *arguments[1:]], path.with_suffix(".log"))
-    return path, arguments
+def train_all(dataset: str, runs: dict[str, tuple[list[str], tuple[int, ...]]], data_root: str | None, jobs: int,
+              bar: ProgressBar) -> dict[str, tuple[Path, list[str]]]:
+    """Every run's checkpoint and recorded command, training what is missing (``jobs`` at a time) and
+    finishing interrupted runs with ``--resume``. Runs are keyed by :func:`run_key`."""
+    planned: dict[str, tuple[Path, list[str]]] = {}
+    work: list[tuple[str, list[str], Path]] = []
+    for name, (extra, seeds) in runs.items():
+        for seed in seeds:
+            key = run_key(name, seed)
+            path = RUNS / report_name(dataset) / f"{key}.pt"
+            arguments = ["flint-train", "--dataset", dataset, "--seed", str(seed), "-o", str(path.relative_to(ROOT)), *extra, "--quiet"]
+            if data_root:
+                arguments += ["--data-root", data_root]
+            planned[key] = (path, arguments)
+            if not path.exists():
+                work.append((key, [sys.executable, "-m", "flint_analysis.training.cli", *arguments[1:]], path.with_suffix(".log")))
+            else:
+                checkpoint = load_checkpoint(path)
+                if checkpoint.epochs_completed < checkpoint.training.config.epochs:
+                    work.append((key, [sys.executable, "-m", "flint_analysis.training.cli", "--resume", str(path), "--quiet"],
+                                 path.with_suffix(".resume.log")))
+    # One thread per process when several train at once (two processes on two cores beat one with two threads).
+    env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // jobs))} if jobs > 1 else None
+    bar.set_postfix_str(f"training {len(work)} of {len(planned)} runs" if work else "all runs trained")
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        for _ in pool.map(lambda item: run(item[1], item[2], env), work):
+            bar.update(1)
+    bar.update(len(planned) - len(work))
+    return planned
 
 
 def report_name(dataset: str) -> str:
@@ -128,25 +149,27 @@ def analyse(arguments: list[str], folder: Path, name: str, bar: ProgressBar, for
     return command_line(full)
 
 
-def build_fashion_mnist(seed: int, data_root: str | None, force: bool) -> Path:
+def build_fashion_mnist(seed: int, data_root: str | None, force: bool, jobs: int) -> Path:
     folder = ROOT / "reports" / "fashion-mnist"
-    bar = progress_bar(desc="fashion-mnist report", total=len(FASHION_MNIST_RUNS) + 6, unit="step", leave=True, stages=True)
-    runs = {}
-    for name, extra in FASHION_MNIST_RUNS.items():
-        path, arguments = trained("fashion-mnist", name, extra, seed, data_root, bar)
-        runs[name] = summarise(path, arguments)
-        bar.update(1)
+    total_runs = sum(len(seeds) for _, seeds in FASHION_MNIST_RUNS.values())
+    bar = progress_bar(desc="fashion-mnist report", total=total_runs + 8, unit="step", leave=True, stages=True)
+    runs = {key: summarise(path, arguments) for key, (path, arguments) in train_all("fashion-mnist", FASHION_MNIST_RUNS, data_root, jobs, bar).items()}
+    bar.update(1)
     check_previous(folder, runs, force, bar)
     root = ["--data-root", data_root] if data_root else []
-    flint = runs["flint"]["checkpoint"]
+    flint, code = runs["flint"]["checkpoint"], runs["flint-code"]["checkpoint"]
+    seeded = [run_key(name, s) for name in ("flint", "flint-code") for s in SEEDS]
     commands = {
-        "metrics": analyse(["metrics", flint, runs["base-f"]["checkpoint"], runs["flint-l1mean"]["checkpoint"], runs["l1-only"]["checkpoint"],
-                            "--names", "FLINT", "BASE-f", "FLINT (l1 mean)", "l1 only (l1 mean, zeta 0)",
+        "metrics": analyse(["metrics", flint, code, runs["base-f"]["checkpoint"],
+                            "--names", "FLINT", "FLINT (authors' code)", "BASE-f",
                             "-o", "reports/fashion-mnist/metrics", *root], folder, "metrics", bar, force),
+        "metrics-seeds": analyse(["metrics", *(runs[k]["checkpoint"] for k in seeded), "--names", *seeded,
+                                  "-o", "reports/fashion-mnist/metrics-seeds", *root], folder, "metrics-seeds", bar, force),
         "global": analyse(["global", flint, "-o", "reports/fashion-mnist/global", "--seed", str(seed), *root], folder, "global", bar, force),
-        "disagreement": analyse(["disagreement", flint, "-o", "reports/fashion-mnist/disagreement", "--seed", str(seed), *root],
-                                folder, "disagreement", bar, force),
     }
+    commands["disagreement"] = analyse(["disagreement", flint, "-o", "reports/fashion-mnist/disagreement", "--seed", str(seed),
+                                        "--explain-worst", "3", "--global-dir", "reports/fashion-mnist/global", *root],
+                                       folder, "disagreement", bar, force)
     disagreement = json.loads((folder / "disagreement" / "disagreement.json").read_text())
     worst = [s for s in disagreement["samples"] if s["category"] == "outside_top_k_f_correct"]
     chosen_disagreement = (worst or disagreement["samples"])[0]["index"]
@@ -154,10 +177,10 @@ def build_fashion_mnist(seed: int, data_root: str | None, force: bool) -> Path:
     commands["local"] = analyse(["local", flint, "--index", *map(str, agreements + [chosen_disagreement]),
                                  "-o", "reports/fashion-mnist/local", "--global-dir", "reports/fashion-mnist/global", "--seed", str(seed), *root],
                                 folder, "local", bar, force)
-    commands["global-l1mean"] = analyse(["global", runs["flint-l1mean"]["checkpoint"], "-o", "reports/fashion-mnist/global-l1mean",
-                                         "--seed", str(seed), *root], folder, "global-l1mean", bar, force)
-    data = {"report": "fashion-mnist", "build_command": "python reports/build.py fashion-mnist", "seed": seed, "runs": runs,
-            "analysis_commands": commands, "local_samples": {"agreements": agreements, "disagreement": chosen_disagreement}}
+    commands["global-code"] = analyse(["global", code, "-o", "reports/fashion-mnist/global-code", "--seed", str(seed), *root],
+                                      folder, "global-code", bar, force)
+    data = {"report": "fashion-mnist", "build_command": "python reports/build.py fashion-mnist", "seed": seed, "training_seeds": list(SEEDS),
+            "runs": runs, "analysis_commands": commands, "local_samples": {"agreements": agreements, "disagreement": chosen_disagreement}}
     atomic_write_bytes(folder / "report.json", dumps_json(data).encode())
     atomic_write_bytes(folder / "README.md", fashion_mnist_readme(data, folder).encode())
     bar.update(1)
@@ -183,14 +206,10 @@ def first_agreements(checkpoint_path: Path, data_root: str | None, count: int) -
     return chosen
 
 
-def build_mnist5k(seed: int, force: bool) -> Path:
+def build_mnist5k(seed: int, force: bool, jobs: int) -> Path:
     folder = ROOT / "reports" / "mnist5k"
     bar = progress_bar(desc="mnist5k report", total=len(MNIST5K_RUNS) + 2, unit="step", leave=True, stages=True)
-    runs = {}
-    for name, extra in MNIST5K_RUNS.items():
-        path, arguments = trained("mnist5k", name, extra, seed, None, bar)
-        runs[name] = summarise(path, arguments)
-        bar.update(1)
+    runs = {key: summarise(path, arguments) for key, (path, arguments) in train_all("mnist5k", MNIST5K_RUNS, None, jobs, bar).items()}
     check_previous(folder, runs, force, bar)
     commands = {"metrics": analyse(["metrics", *(runs[n]["checkpoint"] for n in MNIST5K_RUNS), "--names", *MNIST5K_RUNS,
                                     "-o", "reports/mnist5k/metrics"], folder, "metrics", bar, force)}
@@ -207,7 +226,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("report", choices=["fashion-mnist", "mnist5k"])
     parser.add_argument("--force", action="store_true", help="rebuild a report made from other checkpoints")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the analyses (the training seeds are fixed per run)")
+    parser.add_argument("--jobs", type=int, default=1, help="train this many checkpoints at once, one thread each when > 1 (default 1)")
     parser.add_argument("--data-root", help="FashionMNIST folder (default: $FLINT_DATA, then /usr/share/datasets/fashion-mnist)")
     parser.add_argument("--readme-only", action="store_true",
                         help="only rewrite README.md from the committed report.json and analysis JSON (no training, no analysis)")
@@ -220,7 +240,7 @@ def main() -> None:
         atomic_write_bytes(folder / "README.md", writer(data, folder).encode())
         print(f"wrote {folder.relative_to(ROOT) / 'README.md'}")
         return
-    folder = build_fashion_mnist(args.seed, args.data_root, args.force) if args.report == "fashion-mnist" else build_mnist5k(args.seed, args.force)
+    folder = build_fashion_mnist(args.seed, args.data_root, args.force, args.jobs) if args.report == "fashion-mnist" else build_mnist5k(args.seed, args.force, args.jobs)
     print(f"wrote {folder.relative_to(ROOT) / 'README.md'}")
 
 
