@@ -18,7 +18,7 @@ def _load(folder: Path, relative: str) -> dict[str, Any]:
 
 def _commands(data: dict[str, Any]) -> str:
     lines = [data["build_command"] + "   # rebuilds everything below (trains only missing checkpoints)", ""]
-    lines += [run["command"] for run in data["runs"].values()]
+    lines += [data["runs"][key]["command"] for key in sorted(data["runs"])]  # report.json keeps keys sorted
     lines += [""] + list(data["analysis_commands"].values())
     return "```bash\n" + "\n".join(lines) + "\n```"
 
