@@ -38,7 +38,11 @@ def sample_relevance(attributes: Tensor, weight: Tensor, classes: Tensor) -> Ten
     Returns:
         ``(N, J)`` relevances in ``[-1, 1]``.
     """
-    contributions = attributes * weight[classes]
+    return normalised_relevance(attributes * weight[classes])
+
+
+def normalised_relevance(contributions: Tensor) -> Tensor:
+    """``r = α / max_i |α_i|`` per row (0 for a row of zeros): ``(N, J)`` contributions α → ``(N, J)`` in ``[-1, 1]``."""
     scale = contributions.abs().amax(dim=1, keepdim=True)
     return torch.where(scale > 0, contributions / scale.clamp_min(torch.finfo(contributions.dtype).tiny), 0.0)
 
@@ -161,9 +165,7 @@ class LogitDecomposition:
     @property
     def relevance(self) -> Tensor:
         """``(N, J)`` ``r_{j,ĉ,x} = α_{j,ĉ,x} / max_i |α_{i,ĉ,x}|`` (as :func:`sample_relevance`)."""
-        scale = self.contributions.abs().amax(dim=1, keepdim=True)
-        tiny = torch.finfo(self.contributions.dtype).tiny
-        return torch.where(scale > 0, self.contributions / scale.clamp_min(tiny), 0.0)
+        return normalised_relevance(self.contributions)
 
     def select(self, rows: int | slice | Tensor) -> LogitDecomposition:
         """The samples ``rows`` (an ``int`` keeps a batch of one)."""
