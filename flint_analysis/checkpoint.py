@@ -8,7 +8,9 @@ Layout (format ``flint-analysis-checkpoint``, version 1), all plain containers a
 - ``state_dicts``: ``{"predictor", "attributes", "interpreter", "decoder"}`` → state dicts
 - ``dataset``: :class:`~flint_analysis.datasets.DatasetSpec` as a dict (with the data ``fingerprint`` since it is recorded)
 - ``training``: hyper-parameters, the per-epoch loss-weight schedule, seed, epochs, preset, and the compute
-  ``environments`` the epochs ran in (torch build, CPU capability, threads, device); read as a
+  ``environments`` the epochs ran in (torch build, CPU capability, threads, device); for post-hoc runs
+  (``flint-train --predictor-weights``) also ``predictor_weights`` ``{"path", "sha256"}``, the file f started
+  from (``config.freeze_predictor`` says whether f stayed frozen); read as a
   :class:`~flint_analysis.records.TrainingRecord`
 - ``history``: one dict per finished epoch (mean training losses, test accuracy of f and g, fidelity); read as
   :class:`~flint_analysis.records.EpochRecord` records
@@ -39,7 +41,15 @@ import torch
 from flint_analysis.datasets import DatasetSpec
 from flint_analysis.errors import ArchitectureError, CheckpointError, InputError, short_repr
 from flint_analysis.atomic_output import atomic_write_bytes
-from flint_analysis.models import ARCHITECTURES, Builder, FlintModel, build_model, resolve_architecture_kwargs
+from flint_analysis.models import (
+    KNOWN_ARCHITECTURES,
+    Architecture,
+    Builder,
+    FlintModel,
+    build_model,
+    resolve_architecture_kwargs,
+)
+from flint_analysis.models.flint_model import normalization_constants
 from flint_analysis.records import EpochRecord, TrainingRecord
 from flint_analysis.runtime import library_versions, sha256_file
 
@@ -85,6 +95,23 @@ class Checkpoint:
             value = [record if isinstance(record, EpochRecord) else EpochRecord.from_dict(record) for record in value]
         super().__setattr__(name, value)
 
+    def __post_init__(self) -> None:
+        self._sync_input_normalization()
+
+    def _sync_input_normalization(self) -> None:
+        """The model normalises its inputs as the dataset spec records (decision: normalisation lives in the
+        spec and is applied inside the model); a model without one gets the spec's."""
+        recorded = self.dataset.normalization
+        current = self.model.input_normalization
+        if current is None and recorded is not None:
+            self.model.set_input_normalization(recorded)
+        elif current is not None and not _same_normalization(current, recorded):
+            raise ArchitectureError(
+                f"the model normalises its inputs with {current} but the dataset spec records {recorded}; "
+                "record the model's in the spec (dataclasses.replace(spec, normalization=model.input_normalization)) "
+                "or call model.set_input_normalization(spec.normalization)"
+            )
+
     @property
     def epochs_completed(self) -> int:
         return len(self.history)
@@ -103,11 +130,53 @@ class Checkpoint:
             "resume": self.resume,
         }
 
-    def save(self, path: str | Path) -> None:
-        """Write the checkpoint atomically (temporary file + rename)."""
+    def save(self, path: str | Path, architectures: Mapping[str, Architecture | Builder] | None = None) -> None:
+        """Write the checkpoint atomically (temporary file + rename), after checking that it can be loaded.
+
+        Args:
+            path: the ``.pt`` file to write.
+            architectures: ``name → builder`` (or record) for a custom model (any ``nn.Module`` predictor
+                wrapped in :class:`FlintModel`), added to the known architectures; load the file with the
+                same mapping, ``load_checkpoint(path, architectures=...)``.
+
+        Raises:
+            ArchitectureError: the architecture is unknown (pass its builder in ``architectures``), or its
+                builder, called with :attr:`architecture_kwargs`, builds other modules or shapes than the
+                model's, or the model's input normalisation is not the dataset spec's; nothing is written.
+        """
+        self._sync_input_normalization()
+        payload = self.to_payload()
+        known: Mapping[str, Architecture | Builder] = {**KNOWN_ARCHITECTURES, **(architectures or {})}
+        if self.architecture not in known:
+            raise ArchitectureError(
+                f"architecture {self.architecture!r} is not known, so the checkpoint could not be loaded; pass its "
+                f"builder: checkpoint.save(path, architectures={{{self.architecture!r}: builder}}) and load it with "
+                "load_checkpoint(path, architectures=<the same mapping>)"
+            )
+        try:
+            blueprint, _ = _blueprint(self.architecture, dict(self.architecture_kwargs), known, Path(path))
+        except CheckpointError as error:
+            raise ArchitectureError(f"cannot save: {error}") from None
+        for module_name in MODULES:
+            problems = _state_dict_problems(getattr(blueprint, module_name), payload["state_dicts"][module_name])
+            if problems:
+                raise ArchitectureError(
+                    f"cannot save: architecture {self.architecture!r} built from the recorded kwargs does not match the "
+                    f"model's {module_name} ({problems}); record the kwargs (or builder) that build this model"
+                )
         buffer = io.BytesIO()
-        torch.save(self.to_payload(), buffer)
+        torch.save(payload, buffer)
         atomic_write_bytes(path, buffer.getvalue())
+
+
+def _same_normalization(current: Mapping[str, list[float]], recorded: Any) -> bool:
+    if not isinstance(recorded, Mapping) or set(recorded) != {"mean", "std"}:
+        return False
+    for key in ("mean", "std"):
+        ours, theirs = list(current[key]), list(recorded[key])
+        if len(ours) != len(theirs) or any(abs(a - float(b)) > 1e-6 * max(1.0, abs(float(b))) for a, b in zip(ours, theirs)):
+            return False
+    return True
 
 
 def _cpu_state_dict(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -139,9 +208,9 @@ _HISTORY_DICTS = ("train_losses", "weights")
 TRAINING_CONFIG_FIELDS: Mapping[str, type] = MappingProxyType({
     "epochs": int, "batch_size": int, "learning_rate": float, "beta": float, "gamma": float, "delta": float,
     "zeta": float, "mu": float, "eta": float, "interpretability_start_epoch": int, "entropy_start_epoch": int,
-    "l1_reduction": str, "baseline": bool, "interpreter_input_dropout": float,
+    "l1_reduction": str, "baseline": bool, "interpreter_input_dropout": float, "freeze_predictor": bool,
 })
-TRAINING_CONFIG_ADDED_LATER = frozenset({"interpreter_input_dropout"})
+TRAINING_CONFIG_ADDED_LATER = frozenset({"interpreter_input_dropout", "freeze_predictor"})
 """Fields of :data:`TRAINING_CONFIG_FIELDS` that older checkpoints lack (their dataclass default applies)."""
 MAX_BATCH_SIZE = 10**7
 
@@ -167,52 +236,64 @@ def _is_finite_number(value: Any) -> bool:
     return _is_number(value) and math.isfinite(value)
 
 
-def _os_error(path: Path, error: OSError) -> CheckpointError:
+def _os_error(path: Path, error: OSError, what: str = "checkpoint") -> CheckpointError:
     if isinstance(error, PermissionError):
         return CheckpointError(
-            f"cannot read checkpoint {path}: permission denied; make it readable (chmod u+r) or run as a user who may read it"
+            f"cannot read {what} {path}: permission denied; make it readable (chmod u+r) or run as a user who may read it"
         )
     reason = error.strerror or str(error) or type(error).__name__
-    return CheckpointError(f"cannot read checkpoint {path}: {reason}")
+    return CheckpointError(f"cannot read {what} {path}: {reason}")
 
 
-def _read_payload(path: Path) -> dict[str, Any]:
+def _load_torch_file(path: Path, what: str = "checkpoint") -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU, every way the file can be wrong a one-line
+    :class:`CheckpointError` (``what`` names the file: a checkpoint, or predictor weights)."""
+    checkpoint = what == "checkpoint"
+    remake = "retrain" if checkpoint else "save them again"
     try:
         if not path.exists():
-            raise CheckpointError(f"checkpoint {path} does not exist; check the path")
+            raise CheckpointError(f"{what} {path} does not exist; check the path")
         if not path.is_file():
-            raise CheckpointError(f"checkpoint {path} is not a file; give the path of a .pt file")
+            raise CheckpointError(f"{what} {path} is not a file; give the path of a .pt file")
         with open(path, "rb") as handle:
             head = handle.read(4)
     except OSError as error:
-        raise _os_error(path, error) from None
+        raise _os_error(path, error, what) from None
     if not head:
-        raise CheckpointError(f"checkpoint {path} is empty (0 bytes); the run that wrote it never saved, retrain it")
+        raise CheckpointError(f"{what} {path} is empty (0 bytes); " + (
+            "the run that wrote it never saved, retrain it" if checkpoint else "save them again"))
     is_zip = head == _ZIP_MAGIC
     if not is_zip and head[:1] == b"\x80":
         # torch's pre-1.6 format allocates every storage at the size the file declares before reading it
         raise CheckpointError(
-            f"checkpoint {path} is in torch's legacy (pre-1.6) format, which flint-train never writes and which is not "
-            "read safely; re-save it with torch.save (zip format) or retrain"
+            f"{what} {path} is in torch's legacy (pre-1.6) format, which flint-train never writes and which is not "
+            f"read safely; re-save it with torch.save (zip format){' or retrain' if checkpoint else ''}"
         )
     if not is_zip:
-        raise CheckpointError(f"{path} is not a torch file (it starts with {head!r}); give a checkpoint written by flint-train")
+        raise CheckpointError(f"{path} is not a torch file (it starts with {head!r}); " + (
+            "give a checkpoint written by flint-train" if checkpoint else "give a state dict saved with torch.save"))
     try:
         if not zipfile.is_zipfile(path):
-            raise CheckpointError(f"checkpoint {path} is truncated or corrupted (its zip directory is missing); copy it again or retrain")
+            raise CheckpointError(f"{what} {path} is truncated or corrupted (its zip directory is missing); copy it again or {remake}")
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         if "weights only" in str(error).lower() or "weights_only" in str(error).lower():
             raise CheckpointError(
-                f"{path} contains pickled Python objects that would need code execution to load; "
-                "refusing it (only plain checkpoints written by flint-train are accepted)"
+                f"{path} contains pickled Python objects that would need code execution to load; " + (
+                    "refusing it (only plain checkpoints written by flint-train are accepted)" if checkpoint else
+                    "refusing it (save the weights as a plain state dict: torch.save(model.state_dict(), FILE))")
             ) from None
-        raise CheckpointError(f"checkpoint {path} is corrupted ({error}); copy it again or retrain") from None
+        raise CheckpointError(f"{what} {path} is corrupted ({error}); copy it again or {remake}") from None
     except PermissionError as error:
-        raise _os_error(path, error) from None
+        raise _os_error(path, error, what) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, MemoryError) as error:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise CheckpointError(f"checkpoint {path} is truncated or corrupted ({reason}); copy it again or retrain") from None
+        raise CheckpointError(f"{what} {path} is truncated or corrupted ({reason}); copy it again or {remake}") from None
+    return payload
+
+
+def _read_payload(path: Path) -> dict[str, Any]:
+    payload = _load_torch_file(path)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT_TAG:
         raise CheckpointError(f"{path} is a torch file but not a flint-analysis checkpoint (no {FORMAT_TAG!r} tag)")
     return payload
@@ -241,7 +322,7 @@ def _check_text(value: Any, where: str, path: Path) -> str:
     return value
 
 
-def _architecture(payload: Mapping[str, Any], path: Path, architectures: Mapping[str, Builder]) -> tuple[str, dict[str, Any]]:
+def _architecture(payload: Mapping[str, Any], path: Path, architectures: Mapping[str, Architecture | Builder]) -> tuple[str, dict[str, Any]]:
     architecture = _require(payload, "architecture", dict, path)
     if "name" not in architecture:
         raise _damaged(path, "no architecture name")
@@ -274,7 +355,7 @@ def _state_dicts(payload: Mapping[str, Any], path: Path) -> dict[str, Mapping[st
     return found
 
 
-def _blueprint(name: str, kwargs: dict[str, Any], architectures: Mapping[str, Builder], path: Path) -> tuple[FlintModel, bool]:
+def _blueprint(name: str, kwargs: dict[str, Any], architectures: Mapping[str, Architecture | Builder], path: Path) -> tuple[FlintModel, bool]:
     """The model built from ``kwargs`` without memory (meta device); ``(model, True)``.
 
     A custom builder that cannot build on the meta device is built for real: ``(model, False)`` (custom
@@ -287,7 +368,7 @@ def _blueprint(name: str, kwargs: dict[str, Any], architectures: Mapping[str, Bu
     except ArchitectureError as error:
         raise CheckpointError(f"checkpoint {path}: {error}") from None
     except Exception:  # noqa: BLE001 - a custom builder doing real computation while building
-        if architectures.get(name) is ARCHITECTURES.get(name):
+        if architectures.get(name) is KNOWN_ARCHITECTURES.get(name):
             raise
         try:
             model, on_meta = build_model(name, kwargs, architectures), False
@@ -397,6 +478,13 @@ def _dataset(payload: Mapping[str, Any], path: Path, kwargs: Mapping[str, Any], 
     if fingerprint is not None and not (isinstance(fingerprint, str) and _FINGERPRINT.fullmatch(fingerprint)):
         raise invalid("fingerprint", "null or 'sha256:' and 64 hex digits")
     spec = DatasetSpec.from_dict(data)
+    if spec.normalization is not None:
+        try:
+            mean, _ = normalization_constants(spec.normalization)
+        except ArchitectureError as error:
+            raise _damaged(path, f"an invalid dataset normalization ({error})") from None
+        if len(mean) != spec.input_shape[0]:
+            raise _damaged(path, f"a dataset normalization for {len(mean)} channels but inputs of {spec.input_shape[0]}")
     if spec.num_classes != model.num_classes:
         raise CheckpointError(
             f"checkpoint {path} lists {spec.num_classes} classes but its model has {model.num_classes}; it is inconsistent"
@@ -489,11 +577,22 @@ def _training(payload: Mapping[str, Any], path: Path) -> dict[str, Any]:
             _number_dict(weights, f"training schedule[{index}]", path, finite=True)
     if "environments" in training:
         _environments(training["environments"], path)
+    if "predictor_weights" in training:
+        _predictor_weights_record(training["predictor_weights"], path)
     if "imported" in training:
         if not isinstance(training["imported"], dict):
             raise _damaged(path, f"an import record of type {_kind(training['imported'])} (expected a dict)")
         _plain_record(training["imported"], "the import record", path)
     return dict(training)
+
+
+def _predictor_weights_record(value: Any, path: Path) -> None:
+    """``training.predictor_weights``: ``{"path": str, "sha256": 64 hex digits}`` (post-hoc runs only)."""
+    if not isinstance(value, dict) or set(value) != {"path", "sha256"}:
+        raise _damaged(path, f"a predictor_weights record {short_repr(value)} (expected {{'path': ..., 'sha256': ...}})")
+    _check_text(value["path"], "predictor weights path", path)
+    if not (isinstance(value["sha256"], str) and re.fullmatch(r"[0-9a-f]{64}", value["sha256"])):
+        raise _damaged(path, f"a predictor weights sha256 {short_repr(value['sha256'])} (expected 64 hex digits)")
 
 
 def _plain_record(value: Any, where: str, path: Path, depth: int = 0) -> None:
@@ -586,7 +685,8 @@ def _resume(payload: Mapping[str, Any], path: Path, training: Mapping[str, Any],
     optimizer = resume["optimizer"]
     if not isinstance(optimizer, dict) or not isinstance(optimizer.get("state"), dict) or not isinstance(optimizer.get("param_groups"), list):
         raise _damaged(path, "a resume optimizer state that is not {'state': dict, 'param_groups': list}")
-    shapes = [p.shape for p in model.parameters()]
+    frozen = isinstance(training["config"], dict) and training["config"].get("freeze_predictor") is True
+    shapes = [p.shape for p in model.training_parameters(freeze_predictor=frozen)]
     listed: list[Any] = []
     for index, group in enumerate(optimizer["param_groups"]):
         if not isinstance(group, dict) or not isinstance(group.get("params"), list):
@@ -625,7 +725,7 @@ def _resume(payload: Mapping[str, Any], path: Path, training: Mapping[str, Any],
 
 
 def load_checkpoint(
-    path: str | Path, device: str | torch.device = "cpu", architectures: Mapping[str, Builder] = ARCHITECTURES
+    path: str | Path, device: str | torch.device = "cpu", architectures: Mapping[str, Architecture | Builder] | None = None
 ) -> Checkpoint:
     """Read, validate and rebuild a checkpoint (``torch.load(weights_only=True)`` only).
 
@@ -633,12 +733,15 @@ def load_checkpoint(
     (architecture, state dicts, dataset, training, history, versions, resume), the architecture's kwargs
     (types and ranges, :data:`~flint_analysis.models.KWARG_RULES`), and the shapes the kwargs imply
     (computed on the meta device, without memory) against the tensors actually in the file; weights must
-    be finite.
+    be finite. The dataset spec's input normalisation is set on the model
+    (:meth:`~flint_analysis.models.FlintModel.set_input_normalization`).
 
     Args:
         path: the ``.pt`` file.
         device: where to put the model.
-        architectures: name → builder mapping used to rebuild the model (add yours for custom predictors).
+        architectures: ``name → builder`` (or record) of custom predictors, added to the known architectures
+            (:data:`~flint_analysis.models.KNOWN_ARCHITECTURES`: the built-in and ``torchvision:NAME`` ones), as
+            given to :meth:`Checkpoint.save`.
 
     Raises:
         CheckpointError: with a one-line reason (missing, unreadable, empty, truncated, not torch, unsafe
@@ -654,6 +757,7 @@ def load_checkpoint(
         raise CheckpointError(
             f"checkpoint {path} has format version {version}, newer than this flint-analysis reads ({FORMAT_VERSION}); upgrade flint-analysis"
         )
+    architectures = {**KNOWN_ARCHITECTURES, **(architectures or {})}
     name, kwargs = _architecture(payload, path, architectures)
     state_dicts = _state_dicts(payload, path)
     blueprint, on_meta = _blueprint(name, kwargs, architectures, path)
@@ -675,6 +779,7 @@ def load_checkpoint(
     model = build_model(name, kwargs, architectures) if on_meta else blueprint
     for module_name in MODULES:
         getattr(model, module_name).load_state_dict(state_dicts[module_name], strict=True)
+    model.set_input_normalization(dataset.normalization)
     model.to(device).eval()
     try:
         digest = sha256_file(path)
@@ -692,3 +797,79 @@ def load_checkpoint(
         path=path,
         sha256=digest,
     )
+
+
+# ------------------------------------------------------------------------------- predictor weights
+@dataclass(frozen=True)
+class PredictorWeights:
+    """Where a predictor's starting weights came from (``flint-train --predictor-weights``).
+
+    Attributes:
+        path: the file as given.
+        sha256: SHA-256 of its bytes.
+        kind: ``"state dict"`` or ``"flint-analysis checkpoint"`` (whose ``f`` was taken).
+    """
+
+    path: str
+    sha256: str
+    kind: str
+
+    def to_dict(self) -> dict[str, str]:
+        """The checkpoint's ``training.predictor_weights`` record."""
+        return {"path": self.path, "sha256": self.sha256}
+
+
+def _weights_state_dict(content: Any, path: Path) -> dict[str, Any]:
+    """The state dict inside a loaded weights file: the file itself, or its ``state_dict`` / ``model`` entry;
+    a ``module.`` prefix on every key (a DataParallel save) is dropped."""
+    for key in ("state_dict", "model"):
+        if isinstance(content, dict) and isinstance(content.get(key), dict):
+            content = content[key]
+            break
+    if not isinstance(content, dict) or not content or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in content.items()):
+        raise CheckpointError(
+            f"predictor weights {path} hold no state dict (a dict of parameter names to tensors, or one under "
+            "'state_dict' or 'model'); save them with torch.save(model.state_dict(), FILE)"
+        )
+    if all(key.startswith("module.") for key in content):
+        content = {key.removeprefix("module."): value for key, value in content.items()}
+    return content
+
+
+def load_predictor_weights(model: FlintModel, path: str | Path) -> PredictorWeights:
+    """Load trained weights into ``model.predictor`` (``f``), e.g. for post-hoc FLINT.
+
+    Accepted (read with ``torch.load(weights_only=True)`` only): a state dict of ``f`` (a torchvision model's
+    ``state_dict()`` for ``torchvision:NAME``), or a dict holding one under ``"state_dict"`` or ``"model"``,
+    keys optionally prefixed ``module.``; or a flint-analysis checkpoint (loaded and checked by
+    :func:`load_checkpoint`), whose ``f`` is taken, e.g. a BASE-f run.
+
+    Raises:
+        CheckpointError: one line: the file is missing, unreadable or unsafe, holds no state dict, or a key
+            is missing, unexpected or mis-shaped (the first one named), or a weight is not finite.
+    """
+    given, path = str(path), Path(path)
+    content = _load_torch_file(path, "predictor weights")
+    if isinstance(content, dict) and content.get("format") == FORMAT_TAG:
+        state: Mapping[str, Any] = load_checkpoint(path).model.predictor.state_dict()
+        kind = "flint-analysis checkpoint"
+    else:
+        state = _weights_state_dict(content, path)
+        kind = "state dict"
+    problems = _state_dict_problems(model.predictor, state)
+    if problems:
+        network = model.architecture_name or "the model"
+        raise CheckpointError(
+            f"predictor weights {path} do not fit the predictor f of {network}: {problems}; give weights of the same "
+            "network trained for the same number of classes and input channels"
+        )
+    for key, value in state.items():
+        if value.dtype.is_floating_point and not bool(torch.isfinite(value).all()):
+            raise CheckpointError(f"predictor weights {path}: {key!r} holds NaN/Inf values; give weights of a run that did not diverge")
+    model.predictor.load_state_dict(state, strict=True)
+    try:
+        digest = sha256_file(path)
+    except OSError as error:
+        raise _os_error(path, error, "predictor weights") from None
+    return PredictorWeights(path=given, sha256=digest, kind=kind)

@@ -38,6 +38,17 @@ def checkpoint_summary(checkpoint: Checkpoint) -> dict[str, Any]:
         },
         "versions": checkpoint.versions,
         "imported": record.extra.get("imported"),
+        "predictor": _predictor_summary(checkpoint),
+    }
+
+
+def _predictor_summary(checkpoint: Checkpoint) -> dict[str, Any]:
+    """Whether f was frozen (post-hoc FLINT) and the file its weights came from (``None``: trained from scratch)."""
+    record = checkpoint.training
+    weights = record.extra.get("predictor_weights")
+    return {
+        "frozen": bool(record.config is not None and record.config.freeze_predictor),
+        "weights": None if weights is None else {"path": weights["path"], "sha256": weights["sha256"]},
     }
 
 
@@ -49,7 +60,16 @@ def format_summary(summary: dict[str, Any]) -> str:
     names = data["class_names"]
     classes = ", ".join(names) if len(names) <= 12 else ", ".join(names[:10]) + f", … ({len(names)} in all)"
     low, high = data["value_range"]
-    seed = "official split" if data["split_seed"] is None else f"split seed {data['split_seed']}"
+    options = data.get("options") or {}
+    if data["split_seed"] is not None:
+        seed = f"split seed {data['split_seed']}"
+    elif options.get("layout") == "train-test":
+        seed = "the folder's train/ and test/"
+    else:
+        seed = "official split"
+    if "path" in options:  # an imagefolder: where its images are and how they were served
+        seed += (f", from {options['path']}" + (f" at {options['image_size']} px" if options.get("image_size") else "")
+                 + (", streamed" if options.get("streaming") else ""))
     lines = [
         f"checkpoint    {summary['path']}",
         f"sha256        {summary['sha256']}",
@@ -93,6 +113,16 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines.append("environment   not recorded (trained by the authors' code)")
     else:
         lines.append("environment   not recorded (written before flint-analysis recorded it)")
+    predictor = summary.get("predictor") or {}
+    weights = predictor.get("weights")
+    if predictor.get("frozen") or weights:
+        source = f"{weights['path']} (sha256 {weights['sha256'][:12]}…)" if weights else "a file not recorded"
+        lines.append(f"predictor     frozen, weights from {source}" if predictor.get("frozen")
+                     else f"predictor     trained on from the weights in {source}")
+    normalization = data.get("normalization")
+    if normalization:
+        lines.append("input         f sees (x − mean) / std, mean " + ", ".join(f"{v:.4g}" for v in normalization["mean"])
+                     + "; std " + ", ".join(f"{v:.4g}" for v in normalization["std"]))
     final = summary["final_metrics"]
     if final:
         losses = final["train_losses"]

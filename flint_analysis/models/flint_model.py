@@ -9,18 +9,24 @@ Paper: Parekh, Mozharovskyi, d'Alché-Buc, "A Framework to Learn with Interpreta
 The predictor's hidden layers ("taps") are read by module name through forward hooks that exist
 only for the duration of one forward pass, so any ``nn.Module`` can be wrapped without changing it
 and without ``Φ`` knowing its architecture.
+
+Input normalisation: every dataset serves images in [0, 1]; a per-channel ``(x − mean) / std`` that ``f``
+expects (e.g. ImageNet statistics for a torchvision predictor) is applied by the model itself, in front of
+``f`` only (:meth:`FlintModel.set_input_normalization`). The decoder still reconstructs ``x`` in [0, 1],
+so losses, AM+PI's box and figures stay in pixel space.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import math
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
-from flint_analysis.errors import ArchitectureError
+from flint_analysis.errors import ArchitectureError, short_repr
 
 
 class FlintOutput(NamedTuple):
@@ -82,6 +88,61 @@ class FlintModel(nn.Module):
         self.decoder = decoder
         self.tap_names: tuple[str, ...] = tuple(tap_names)
         self.architecture_name: str | None = None  # the registry name, set by build_model
+        # (x − mean) / std in front of f; non-persistent buffers, so state dicts keep their keys
+        self.register_buffer("input_mean", None, persistent=False)
+        self.register_buffer("input_std", None, persistent=False)
+
+    def set_input_normalization(self, normalization: Mapping[str, Sequence[float]] | None) -> None:
+        """Feed ``f`` with ``(x − mean) / std`` per channel (``None``: ``x`` itself).
+
+        Args:
+            normalization: ``{"mean": [m_1, ..., m_C], "std": [s_1, ..., s_C]}`` (a
+                :class:`~flint_analysis.datasets.DatasetSpec`'s ``normalization``), C finite numbers each,
+                every ``s_c > 0``; or ``None``.
+
+        The constants are non-persistent buffers: they follow ``.to(device)`` but are not in the state
+        dict (a checkpoint records them in its dataset spec, :func:`~flint_analysis.checkpoint.load_checkpoint`
+        sets them again). Only ``f`` (and so ``Φ``'s taps) sees normalised inputs; the decoder's target is ``x``.
+
+        Raises:
+            ArchitectureError: a malformed mapping, non-finite values or a non-positive std.
+        """
+        if normalization is None:
+            self.input_mean = None
+            self.input_std = None
+            return
+        mean, std = normalization_constants(normalization)
+        device = next((p.device for p in self.parameters()), torch.device("cpu"))
+        if device.type == "meta":
+            device = torch.device("cpu")  # constants, not weights: a meta blueprint keeps them real
+        self.input_mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+        self.input_std = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+
+    @property
+    def input_normalization(self) -> dict[str, list[float]] | None:
+        """The normalisation set by :meth:`set_input_normalization` (``None`` for none), as plain lists."""
+        if self.input_mean is None or self.input_std is None:
+            return None
+        return {"mean": self.input_mean.flatten().tolist(), "std": self.input_std.flatten().tolist()}
+
+    def normalize_input(self, x: Tensor) -> Tensor:
+        """What ``f`` is fed: ``(x − mean) / std`` per channel, or ``x`` when no normalisation is set."""
+        if self.input_mean is None or self.input_std is None:
+            return x
+        if x.ndim < 2 or x.shape[1] != self.input_mean.shape[1]:
+            raise ArchitectureError(
+                f"the input normalisation is for {self.input_mean.shape[1]} channels, got inputs of shape {tuple(x.shape)}"
+            )
+        mean, std = self.input_mean.to(x.dtype), self.input_std.to(x.dtype)
+        return (x - mean.view(1, -1, *([1] * (x.ndim - 2)))) / std.view(1, -1, *([1] * (x.ndim - 2)))
+
+    def training_parameters(self, freeze_predictor: bool = False) -> list[nn.Parameter]:
+        """The parameters the optimizer updates, in :meth:`parameters` order: all of them, or only those of
+        ``Φ``, ``h`` and ``d`` when the predictor is frozen (post-hoc FLINT)."""
+        if not freeze_predictor:
+            return list(self.parameters())
+        frozen = {id(p) for p in self.predictor.parameters()}
+        return [p for p in self.parameters() if id(p) not in frozen]
 
     @property
     def num_attributes(self) -> int:
@@ -97,7 +158,7 @@ class FlintModel(nn.Module):
         """Run ``f`` on ``x`` and read its taps.
 
         Args:
-            x: ``(B, *input_shape)`` inputs.
+            x: ``(B, *input_shape)`` inputs (in [0, 1]; the input normalisation, if set, is applied here).
             stop_after_taps: stop ``f`` as soon as the last tap has been read (the logits are then
                 ``None``); used where only ``Φ`` is needed, e.g. activation maximisation.
 
@@ -126,7 +187,7 @@ class FlintModel(nn.Module):
         handles = [modules[name].register_forward_hook(make_hook(name)) for name in self.tap_names]
         try:
             try:
-                logits: Tensor | None = self.predictor(x)
+                logits: Tensor | None = self.predictor(self.normalize_input(x))
             except _TapsCollected:
                 logits = None
         finally:
@@ -165,6 +226,29 @@ class AttributeHead(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model.attribute_activations(x)
+
+
+def normalization_constants(normalization: Any) -> tuple[list[float], list[float]]:
+    """``(mean, std)`` of a ``{"mean": [...], "std": [...]}`` mapping, checked: the same number (1 to 16) of finite
+    numbers in each, every std ``> 0``; otherwise an :class:`ArchitectureError` naming the problem."""
+    if not isinstance(normalization, Mapping) or set(normalization) != {"mean", "std"}:
+        raise ArchitectureError('an input normalisation must be {"mean": [...], "std": [...]} (one number per channel) or None')
+    values = {}
+    for key in ("mean", "std"):
+        numbers = normalization[key]
+        if isinstance(numbers, Tensor):
+            numbers = numbers.flatten().tolist()
+        if (not isinstance(numbers, (list, tuple)) or not 1 <= len(numbers) <= 16
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in numbers)):
+            raise ArchitectureError(f"input normalisation {key} must be 1 to 16 finite numbers (one per channel), got {short_repr(numbers, 80)}")
+        values[key] = [float(v) for v in numbers]
+    if len(values["mean"]) != len(values["std"]):
+        raise ArchitectureError(
+            f"input normalisation has {len(values['mean'])} means but {len(values['std'])} stds; give one of each per channel"
+        )
+    if not all(v > 0 for v in values["std"]):
+        raise ArchitectureError(f"input normalisation std must be positive, got {values['std']}")
+    return values["mean"], values["std"]
 
 
 def activation_module(name: str) -> nn.Module:

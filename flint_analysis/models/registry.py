@@ -3,8 +3,9 @@
 Like timm's default configs and torchvision's weight metadata, an :class:`Architecture` holds what the rest
 of the package needs to know about a network: its builder, the hidden layers Φ reads by default (taps),
 the paper's input-attribution method for it, its default training preset, and the type and range of each
-builder argument. Records are declared next to their builders (``lenet.py``, ``resnet.py``);
-``flint_analysis.models.ARCHITECTURES`` collects them.
+builder argument. Records are declared next to their builders (``lenet.py``, ``resnet.py``, and one per
+allowlisted torchvision network in ``torchvision_models.py``); ``flint_analysis.models.ARCHITECTURES`` collects
+the built-in ones, ``KNOWN_ARCHITECTURES`` those and the torchvision ones.
 
 The builder contract, written once here: a builder is called with keyword arguments only,
 
@@ -18,6 +19,7 @@ A checkpoint stores ``(name, kwargs)`` with every default filled in.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -82,9 +84,33 @@ class ChoiceRule:
         return None
 
 
+_MODULE_NAME = re.compile(r"[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*")
 
 
-Rule = IntRule | FloatRule | ChoiceRule
+@dataclass(frozen=True)
+class NamesRule:
+    """A list of ``low`` to ``high`` distinct module names (``named_modules()`` names: dotted identifiers of at
+    most ``max_length`` characters); whether the model has them is the builder's check."""
+
+    low: int
+    high: int
+    max_length: int = 100
+
+    def problem(self, value: Any) -> str | None:
+        if not isinstance(value, (list, tuple)):
+            return f"must be a list of module names, got {type(value).__name__} {short_repr(value)}"
+        if not self.low <= len(value) <= self.high:
+            return f"must name {self.low} to {self.high} modules, got {len(value)}"
+        for name in value:
+            if not isinstance(name, str) or len(name) > self.max_length or not _MODULE_NAME.fullmatch(name):
+                return (f"holds {short_repr(name)}, not a module name (dotted letters, digits and _, "
+                        f"at most {self.max_length} characters)")
+        if len(set(value)) != len(value):
+            return f"names a module twice: {short_repr(list(value))}"
+        return None
+
+
+Rule = IntRule | FloatRule | ChoiceRule | NamesRule
 
 
 @dataclass(frozen=True)

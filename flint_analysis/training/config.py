@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from types import MappingProxyType
 from typing import Any, Mapping
 
+from flint_analysis.errors import InputError
 from flint_analysis.options import FRACTION, NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, check_options, option
 
 
@@ -48,6 +49,9 @@ class TrainingConfig:
             has none; the authors' code's ``explainer`` starts with Dropout(0.01)). The decoder and the
             losses on Φ see the undropped attributes, as in that code.
         baseline: train f alone (β = γ = δ = 0 throughout), the paper's BASE-f.
+        freeze_predictor: post-hoc FLINT: f's parameters are not trained (left out of Adam) and f stays in
+            eval mode (batch-norm statistics and dropout untouched), so its outputs are bit-identical before
+            and after; Φ, h and d learn with L_of, L_if and L_cd (L_pred is still reported).
     """
 
     epochs: int = option(12, POSITIVE_INT, "number of epochs (with --resume: the new total)")
@@ -65,9 +69,12 @@ class TrainingConfig:
                                help="‖Φ‖₁ summed over the attributes (paper) or averaged (authors' code)")
     interpreter_input_dropout: float = option(0.0, FRACTION, "dropout on Φ(x) before h while training (paper: 0; authors' code: 0.01)")
     baseline: bool = False
+    freeze_predictor: bool = False
 
     def __post_init__(self) -> None:
         check_options(self)
+        if self.baseline and self.freeze_predictor:
+            raise InputError("baseline (train f alone) and freeze_predictor (train all but f) exclude each other; choose one")
 
     def weights_for_epoch(self, epoch: int) -> LossWeights:
         """The loss weights in force during 0-based ``epoch`` (Algorithm 1 of the paper).
