@@ -161,3 +161,43 @@ def test_unknown_dataset_and_bad_options():
         load_dataset("cifar")
     with pytest.raises(DatasetError, match="invalid options"):
         load_dataset("mnist5k", samples_per_class=3)
+
+
+def write_cifar10_binary(root: Path, per_file: int = 2, seed: int = 0) -> Path:
+    """Tiny CIFAR-10 binary batches: records of one label byte and 3,072 pixel bytes (red, green, blue planes)."""
+    from flint_analysis.datasets import CIFAR10_BINARY_FILES
+
+    folder = root / "cifar-10-batches-bin"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    for names in CIFAR10_BINARY_FILES.values():
+        for name in names:
+            labels = rng.integers(0, 10, (per_file, 1), dtype=np.uint8)
+            (folder / name).write_bytes(np.hstack([labels, rng.integers(0, 256, (per_file, 3072), dtype=np.uint8)]).tobytes())
+    return folder
+
+
+def test_cifar10_binary_refuses_labels_above_9(tmp_path):
+    folder = write_cifar10_binary(tmp_path)
+    record = bytearray((folder / "data_batch_3.bin").read_bytes())
+    record[0] = 10
+    (folder / "data_batch_3.bin").write_bytes(bytes(record))
+    with pytest.raises(DatasetError, match="holds label 10; CIFAR-10 labels are 0-9"):
+        load_dataset("cifar10", data_root=tmp_path)
+
+
+def test_flint_train_still_trains_on_cifar10_binary_and_refuses_imagefolder_options(tmp_path, capsys):
+    from flint_analysis.checkpoint import load_checkpoint
+    from flint_analysis.training.cli import main as train_main
+
+    write_cifar10_binary(tmp_path / "data")
+    common = ["--dataset", "cifar10", "--data-root", str(tmp_path / "data"), "--architecture", "lenet", "--num-attributes", "4",
+              "--epochs", "1", "--batch-size", "4", "--quiet", "--device", "cpu"]
+    assert train_main([*common, "-o", str(tmp_path / "ckpt.pt")]) == 0
+    spec = load_checkpoint(tmp_path / "ckpt.pt").dataset
+    assert spec.name == "cifar10" and spec.input_shape == (3, 32, 32) and spec.normalization is None
+    assert torch.equal(load_dataset_for_spec(spec, data_root=tmp_path / "data").test.images,
+                       load_dataset("cifar10", data_root=tmp_path / "data").test.images)
+    capsys.readouterr()
+    assert train_main([*common, "--image-size", "16", "-o", str(tmp_path / "other.pt")]) == 2
+    assert "--image-size does not apply to --dataset cifar10 (only to imagefolder)" in capsys.readouterr().err

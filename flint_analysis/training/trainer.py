@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from flint_analysis.checkpoint import Checkpoint
-from flint_analysis.datasets import DatasetBundle, data_fingerprint
+from flint_analysis.datasets import DatasetBundle, ImageDataset, data_fingerprint, iterate_uint8_batches
 from flint_analysis.distributed import SINGLE_PROCESS, ProcessGroup, shard, shard_sizes
 from flint_analysis.errors import CheckpointError, DatasetError
 from flint_analysis.inference import forward_pass
@@ -24,7 +24,7 @@ from flint_analysis.training.losses import LossTerms, distributed_flint_loss, fl
 
 
 def evaluate(model: FlintModel, bundle: DatasetBundle, device: torch.device, batch_size: int = 1000,
-             group: ProcessGroup = SINGLE_PROCESS) -> dict[str, float]:
+             group: ProcessGroup = SINGLE_PROCESS, workers: int | None = None) -> dict[str, float]:
     """Test-split accuracy of f and g and fidelity (share of samples where g's class equals f's), in %.
 
     In a DDP run each rank predicts its contiguous share of the test split and the counts are summed.
@@ -34,12 +34,13 @@ def evaluate(model: FlintModel, bundle: DatasetBundle, device: torch.device, bat
     from sklearn.metrics import accuracy_score
 
     if group.distributed:
-        result = forward_pass(model, bundle.test, indices=shard(range(len(bundle.test)), group), batch_size=batch_size, device=device)
+        result = forward_pass(model, bundle.test, indices=shard(range(len(bundle.test)), group), batch_size=batch_size, device=device,
+                              workers=workers)
         correct = torch.tensor([(result.f_predictions == result.labels).sum(), (result.g_predictions == result.labels).sum(),
                                 (result.f_predictions == result.g_predictions).sum()], dtype=torch.float64, device=device)
         f_right, g_right, agree = (100.0 * group.sum(correct) / len(bundle.test)).tolist()
         return {"test_accuracy_f": f_right, "test_accuracy_g": g_right, "test_fidelity": agree}
-    result = forward_pass(model, bundle.test, batch_size=batch_size, device=device)
+    result = forward_pass(model, bundle.test, batch_size=batch_size, device=device, workers=workers)
     labels, f_pred, g_pred = result.labels.numpy(), result.f_predictions.numpy(), result.g_predictions.numpy()
     return {
         "test_accuracy_f": 100.0 * accuracy_score(labels, f_pred),
@@ -74,6 +75,7 @@ def train(
     progress: bool = True,
     log: Callable[[str], None] = print,
     group: ProcessGroup = SINGLE_PROCESS,
+    workers: int | None = None,
 ) -> Checkpoint:
     """Train ``checkpoint.model`` on ``bundle.train`` until ``config.epochs`` epochs are done.
 
@@ -81,6 +83,9 @@ def train(
     interrupted run continues bit-identically on CPU. After every epoch the model is evaluated on the
     test split, the epoch is appended to ``checkpoint.history`` and the checkpoint is written atomically
     to ``output``. Global torch RNG state (dropout) and the shuffling generator are saved with it.
+
+    With ``config.freeze_predictor`` (post-hoc FLINT) f's parameters get ``requires_grad=False``, are left out
+    of Adam and f runs in eval mode throughout, so f is bit-identical before and after; Φ, h and d train.
 
     Also recorded: the data's :func:`~flint_analysis.datasets.data_fingerprint` in ``checkpoint.dataset``
     (a checkpoint that has one must be trained further on the same data), and, in
@@ -97,6 +102,10 @@ def train(
     summed over the ranks; rank 0 alone writes the checkpoint, which records every rank's RNG state, and
     the run's ``world_size`` and ``backend`` in its environment record. A DDP checkpoint resumes only with
     the same number of processes.
+
+    A streamed ImageFolder split (no ``.images``) is decoded through a ``DataLoader`` with ``workers`` processes
+    (``None``: the dataset's own, ``--workers``) whose batches are the same shuffled index slices as in memory,
+    so both paths take the same steps; the loader draws nothing from torch's RNG.
     """
     fingerprint = data_fingerprint(bundle)
     if checkpoint.dataset.fingerprint is None:
@@ -108,7 +117,9 @@ def train(
             f"{checkpoint.dataset.fingerprint.removeprefix('sha256:')[:12]}…); train it further on the same data"
         )
     model = checkpoint.model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    if config.freeze_predictor:  # post-hoc FLINT: f is neither in Adam nor in the graph; it stays in eval mode below
+        model.predictor.requires_grad_(False)
+    optimizer = torch.optim.Adam(model.training_parameters(config.freeze_predictor), lr=config.learning_rate)
     shuffle = torch.Generator().manual_seed(seed)
     if checkpoint.resume:
         trained_with = (list(checkpoint.training.environments or ()) or [None])[-1]
@@ -144,8 +155,9 @@ def train(
                                   schedule=tuple(asdict(w) for w in config.schedule()), environments=tuple(environments))
     import sklearn.metrics  # noqa: F401 -- evaluate's import, done before the first epoch's clock starts
 
-    images_all, labels_all = bundle.train.images, bundle.train.labels
-    num_samples = images_all.shape[0]
+    images_all = bundle.train.images if isinstance(bundle.train, ImageDataset) else None  # None: streamed from disk
+    labels_all = bundle.train.labels
+    num_samples = labels_all.shape[0]
     if group.distributed:
         from torch.nn.parallel import DistributedDataParallel
 
@@ -155,18 +167,28 @@ def train(
     for epoch in range(checkpoint.epochs_completed, config.epochs):
         weights = config.weights_for_epoch(epoch)
         model.train()
+        if config.freeze_predictor:
+            model.predictor.eval()  # f's batch-norm statistics and dropout untouched: its outputs stay bit-identical
         started = time.perf_counter()
         order = torch.randperm(num_samples, generator=shuffle)
         sums = torch.zeros(len(LossTerms.names()), dtype=torch.float64, device=device)
         batches = range(0, num_samples, config.batch_size)
         bar = progress_bar(batches, f"epoch {epoch + 1}/{config.epochs}", unit="batch", enabled=progress, summary=False)  # log() writes the epoch line
+        streamed = None if images_all is not None else iterate_uint8_batches(
+            bundle.train, [shard(order[start : start + config.batch_size], group) if group.distributed
+                           else order[start : start + config.batch_size] for start in batches], workers)
         for step, start in enumerate(bar):
             index = order[start : start + config.batch_size]
             if group.distributed:
                 local_sizes = shard_sizes(len(index), group.world_size)
                 index = shard(index, group)
-            images = images_all[index].to(device).float().div_(255.0)
-            labels = labels_all[index].to(device)
+            if streamed is None:
+                images = images_all[index].to(device).float().div_(255.0)
+                labels = labels_all[index].to(device)
+            else:
+                pixels, labels = next(streamed)
+                images = pixels.to(device).float().div_(255.0)
+                labels = labels.to(device)
             outputs = forward(images, reconstruct=True)
             if config.interpreter_input_dropout > 0:
                 dropped = F.dropout(outputs.attributes, config.interpreter_input_dropout, training=True)
@@ -184,7 +206,7 @@ def train(
             if progress and step % 25 == 0:
                 bar.set_postfix(loss=f"{float(terms.total.detach()):.3f}")
         train_losses = dict(zip(LossTerms.names(), (group.sum(sums) / num_samples).tolist()))
-        metrics = evaluate(model, bundle, device, group=group)
+        metrics = evaluate(model, bundle, device, group=group, workers=workers)
         record = EpochRecord(epoch=epoch, weights=asdict(weights), train_losses=train_losses, **metrics,
                              seconds=time.perf_counter() - started)
         checkpoint.history.append(record)
