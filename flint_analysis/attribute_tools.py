@@ -5,7 +5,7 @@ activating sample of a class-attribute pair in the global pipeline, a top attrib
 local one) the interpretation shows AM+PI started from ``x``, the input attribution of ``φ_j`` and the
 decoder's drawing with and without ``φ_j``. Every tool has one call shape,
 ``tool(model, images, attribute_indices, directions, **settings)``, and a result with ``.select(rows)``;
-:func:`run_attribute_tools` runs the chosen tools once over all ``B`` (sample, attribute) runs, so both
+:func:`run_attribute_tools` runs the chosen tools over all ``B`` (sample, attribute) runs in fixed batches, so both
 pipelines batch the same way and slice the results the same way.
 """
 
@@ -22,6 +22,8 @@ from torch import Tensor
 from flint_analysis.am_pi import AmPiConfig, AmPiResult, am_pi
 from flint_analysis.attribution import AttributionMaps, attribute_inputs, attribution_method
 from flint_analysis.decoder_ablation import DecoderAblation, decoder_ablation
+from flint_analysis.distributed import SINGLE_PROCESS, ProcessGroup, concatenate, gather_concatenated, shard_batches
+from flint_analysis.inference import model_dtype
 from flint_analysis.models import FlintModel, default_attribution
 
 AUTO = "auto"
@@ -87,6 +89,12 @@ class AttributeToolResults:
         return int(self.am_pi.final_activation.shape[0])
 
 
+DEFAULT_TOOL_BATCH_SIZE = 16
+"""Runs per batch of the attribute tools (``--tool-batch-size``). The batches are the pieces a ``torchrun`` run
+shares out, so they are the same for any number of processes (and the results too); any value gives the same
+numbers up to float rounding."""
+
+
 def run_attribute_tools(
     model: FlintModel,
     images: Tensor,
@@ -96,8 +104,10 @@ def run_attribute_tools(
     attributes: Tensor | None = None,
     device: torch.device | str = "cpu",
     progress: bool = False,
+    batch_size: int = DEFAULT_TOOL_BATCH_SIZE,
+    group: ProcessGroup = SINGLE_PROCESS,
 ) -> AttributeToolResults:
-    """Run AM+PI, the attribution method and the decoder ablation over ``B`` runs, each tool once.
+    """Run AM+PI, the attribution method and the decoder ablation over ``B`` runs, in batches of ``batch_size`` runs.
 
     Args:
         model: the FLINT model (on ``device``).
@@ -108,22 +118,32 @@ def run_attribute_tools(
         attributes: ``(B, J)`` ``Φ(images)`` when already computed (saves the decoder a forward pass).
         device: where to compute.
         progress: show AM+PI's progress bar.
+        batch_size: runs per batch of every tool (each batch is computed independently).
+        group: under ``torchrun``, each rank runs its share of the batches
+            (:func:`~flint_analysis.distributed.shard_batches`) and every rank returns all ``B`` results.
 
     Returns:
-        The results, on the CPU.
+        The results, on the CPU, in the model's dtype.
     """
     device = torch.device(device)
     if config.attribution == AUTO:
         config = replace(config, attribution=resolve_attribution(AUTO, model.architecture_name))
-    x = images.to(device)
-    j = attribute_indices.to(device)
-    s = directions.to(device=device, dtype=images.dtype)
-    ampi = am_pi(model, x, j, s, config=config.am_pi, progress=progress)
+    dtype = model_dtype(model)
+    mine = shard_batches(images.shape[0], batch_size, group)
+    rows = slice(mine.start, mine.stop)
+    x = images[rows].to(device=device, dtype=dtype)
+    j = attribute_indices[rows].to(device)
+    s = directions[rows].to(device=device, dtype=dtype)
+    ampi = am_pi(model, x, j, s, config=config.am_pi, batch_size=batch_size, progress=progress and group.is_main)
+    batches = [slice(start, min(start + batch_size, x.shape[0])) for start in range(0, x.shape[0], batch_size)]
+    batches = batches or [slice(0, 0)]  # a rank without runs still returns empty results of every tool
     maps = None
     if config.attribution is not None:
-        maps = attribute_inputs(model, x, j, directions.cpu(), method=config.attribution, **config.attribution_settings)
+        maps = concatenate([attribute_inputs(model, x[b], j[b], directions[rows][b].cpu(), method=config.attribution,
+                                             **config.attribution_settings) for b in batches])
     ablation = None
     if config.decoder:
-        ablation = decoder_ablation(model, None if attributes is not None else x, j,
-                                    attributes=None if attributes is None else attributes.to(device))
-    return AttributeToolResults(ampi, maps, ablation).select(slice(None))
+        phi = None if attributes is None else attributes[rows].to(device=device, dtype=dtype)
+        ablation = concatenate([decoder_ablation(model, None if phi is not None else x[b], j[b],
+                                                 attributes=None if phi is None else phi[b]) for b in batches])
+    return gather_concatenated(AttributeToolResults(ampi, maps, ablation).select(slice(None)), group)

@@ -10,6 +10,7 @@ a report that was written but is empty (``global`` with no pair above ``--thresh
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 import time
@@ -32,6 +33,7 @@ from flint_analysis.options import add_option
 from flint_analysis.global_interpretation import GlobalConfig, global_interpretation
 from flint_analysis.info import checkpoint_summary, format_summary
 from flint_analysis.atomic_output import dumps_json
+from flint_analysis.distributed import ProcessGroup, join_process_group, launched_by_torchrun, leave_process_group, on_main, peer_failure
 from flint_analysis.runtime import resolve_device, seed_everything
 
 
@@ -42,13 +44,24 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load(args: argparse.Namespace) -> tuple[Checkpoint, DatasetBundle]:
-    """The checkpoint on the chosen device and the data it was trained on."""
-    device = resolve_device(args.device)
-    checkpoint = load_checkpoint(args.checkpoint, device=device)
+def _load(args: argparse.Namespace, device: torch.device) -> tuple[Checkpoint, DatasetBundle]:
+    """The checkpoint on ``device`` (in float64 with ``--float64``) and the data it was trained on."""
+    checkpoint = _load_checkpoint(args, args.checkpoint, device)
     bundle = load_dataset_for_spec(checkpoint.dataset, data_root=args.data_root, download=args.download,
-                                   allow_other_data=args.allow_other_data)
+                                   allow_other_data=args.allow_other_data, workers=args.workers)
     return checkpoint, bundle
+
+
+def _load_checkpoint(args: argparse.Namespace, path: str, device: torch.device) -> Checkpoint:
+    checkpoint = load_checkpoint(path, device=device)
+    if args.float64:
+        checkpoint.model.double()
+    return checkpoint
+
+
+def _printer(group: ProcessGroup):
+    """``print`` on rank 0, nothing on the other ranks of a torchrun run."""
+    return print if group.is_main else (lambda *a, **k: None)
 
 
 def _output_dir(args: argparse.Namespace, kind: str) -> Path:
@@ -70,31 +83,34 @@ def _attribution_choice(args: argparse.Namespace, architecture: str) -> str | No
     return None if args.attribution == "none" else resolve_attribution(args.attribution, architecture)
 
 
-def _global(args: argparse.Namespace) -> int:
+def _global(args: argparse.Namespace, group: ProcessGroup, device: torch.device) -> int:
     from flint_analysis.report_writers.common import check_output_folder
     from flint_analysis.report_writers.global_report import JSON_NAME as GLOBAL_JSON
     from flint_analysis.report_writers.global_report import write_global_report
 
     started = time.perf_counter()
+    say = _printer(group)
     seed_everything(args.seed)
-    checkpoint, bundle = _load(args)
+    checkpoint, bundle = _load(args, device)
     output = _output_dir(args, "global")
     classes = tuple(checkpoint.dataset.class_index(c) for c in args.classes) if args.classes else None  # indices: ASCII, checked when parsed
     config = GlobalConfig(
         subset_size=args.subset_size, threshold=args.threshold, mas_per_pair=args.mas_per_pair, mas_pool=args.mas_pool,
         mas_class_by=args.mas_class_by, attribution=_attribution_choice(args, checkpoint.architecture),
         attribution_settings=dict(args.attribution_settings), decoder=not args.no_decoder, am_pi=_am_pi_config(args, checkpoint.dataset.value_range), classes=classes,
-        seed=args.seed, batch_size=args.batch_size,
+        seed=args.seed, batch_size=args.batch_size, tool_batch_size=args.tool_batch_size,
     )
-    check_output_folder(output, GLOBAL_JSON, checkpoint.sha256, args.force)  # fail before the long computation
-    result = global_interpretation(checkpoint.model, bundle.train, config, resolve_device(args.device), progress=not args.quiet)
+    on_main(lambda: check_output_folder(output, GLOBAL_JSON, checkpoint.sha256, args.force), group)  # fail before the long computation
+    result = global_interpretation(checkpoint.model, bundle.train, config, device, progress=not args.quiet, group=group)
+    if not group.is_main:
+        return 0
     write_global_report(result, checkpoint, output, force=args.force)
     summary = result.am_pi_summary()
-    print(f"wrote {output / 'index.html'} ({time.perf_counter() - started:.1f} s)")
+    say(f"wrote {output / 'index.html'} ({time.perf_counter() - started:.1f} s)")
     never = result.relevance.never_predicted
     if never:
         names = ", ".join(checkpoint.dataset.class_names[c] for c in never)
-        print(f"note: g never predicted {names} in S_rnd; those classes have no relevance and no pairs")
+        say(f"note: g never predicted {names} in S_rnd; those classes have no relevance and no pairs")
     if not result.analyses:  # the report is written and valid, only empty: not a user error (status 3, see --help)
         print(
             f"flint-analyze: note: no class-attribute pair has r_(j,c) > {args.threshold:g} (the largest is "
@@ -125,7 +141,7 @@ def _read_indices_file(path: str) -> list[int]:
     return [int(word) for word in words]
 
 
-def _local(args: argparse.Namespace) -> int:
+def _local(args: argparse.Namespace, group: ProcessGroup, device: torch.device) -> int:
     from flint_analysis.report_writers.common import check_output_folder
     from flint_analysis.report_writers.local_report import INDEX_NAME as LOCAL_INDEX
     from flint_analysis.report_writers.local_report import SampleSource, find_global_report, summary_lines, write_local_reports
@@ -140,9 +156,9 @@ def _local(args: argparse.Namespace) -> int:
         indices += _read_indices_file(args.indices_file)
     if not indices and not args.image:
         raise InputError("say which samples to explain: --index I [I ...], --indices-file FILE or --image FILE")
-    checkpoint, bundle = _load(args)
+    checkpoint, bundle = _load(args, device)
     if args.global_dir:  # named explicitly: refuse a missing or malformed one now, not after the computation
-        find_global_report(checkpoint, args.global_dir)
+        on_main(lambda: find_global_report(checkpoint, args.global_dir), group)
     spec = checkpoint.dataset
     split = bundle.split(args.split)
     bad = [i for i in indices if not 0 <= i < len(split)]
@@ -154,21 +170,26 @@ def _local(args: argparse.Namespace) -> int:
         x, y = split.batch(indices)
         parts.append(SampleBatch(x, tuple(int(v) for v in y), tuple(SampleSource(split=args.split, index=i) for i in indices)))
     for path in args.image or []:
-        image = load_image_file(path, spec, resize=args.resize, invert=args.invert)
-        if looks_inverted(image, spec.value_range) and not args.invert:
+        notes: list[str] = []
+        image = load_image_file(path, spec, resize=args.resize, invert=args.invert, notes=notes)
+        for note in notes if group.is_main else []:
+            print(f"note: {note}", file=sys.stderr)
+        if looks_inverted(image, spec.value_range) and not args.invert and group.is_main:
             print(f"note: {path} is mostly bright; {spec.name} has light strokes on a dark background, try --invert", file=sys.stderr)
         parts.append(SampleBatch(image[None], (None,), (SampleSource(path=str(path)),)))
     samples = SampleBatch.concatenate(parts)
     output = _output_dir(args, "local")
-    check_output_folder(output, LOCAL_INDEX, checkpoint.sha256, args.force)
-    device = resolve_device(args.device)
+    on_main(lambda: check_output_folder(output, LOCAL_INDEX, checkpoint.sha256, args.force), group)
     config = LocalConfig(top=args.top, relevance_threshold=args.relevance_threshold, explained_class=explained,
                          attribution=_attribution_choice(args, checkpoint.architecture),
-                         attribution_settings=dict(args.attribution_settings), decoder=not args.no_decoder, am_pi=_am_pi_config(args, spec.value_range), rank_class_by=args.rank_class_by)
+                         attribution_settings=dict(args.attribution_settings), decoder=not args.no_decoder, am_pi=_am_pi_config(args, spec.value_range), rank_class_by=args.rank_class_by,
+                         tool_batch_size=args.tool_batch_size)
     reference = forward_pass(checkpoint.model, bundle.train, batch_size=args.batch_size, device=device,
-                             progress=not args.quiet, description="forward pass (training split, for ranks)")
+                             progress=not args.quiet, description="forward pass (training split, for ranks)", group=group)
     explanations = explain_samples(checkpoint.model, samples.images, list(samples.labels), reference, config, device,
-                                   progress=not args.quiet)
+                                   progress=not args.quiet, group=group)
+    if not group.is_main:
+        return 0
     written = write_local_reports(explanations, list(samples.sources), checkpoint, config, args.seed, output, args.global_dir,
                                   force=args.force, training=bundle.train)
     for explanation, source, (folder, data) in zip(explanations, samples.sources, written.samples):
@@ -187,13 +208,12 @@ def _metrics_output(args: argparse.Namespace) -> Path:
     return Path(args.output) if args.output else Path(args.checkpoint[0]).parent / f"{Path(args.checkpoint[0]).stem}-metrics"
 
 
-def _metrics(args: argparse.Namespace) -> int:
+def _metrics(args: argparse.Namespace, group: ProcessGroup, device: torch.device) -> int:
     from flint_analysis.inference import forward_pass
-    from flint_analysis.metrics import evaluate
+    from flint_analysis.metrics import DEFAULT_KS, evaluate
     from flint_analysis.report_writers.metrics_report import format_table, write_metrics_report
 
     started = time.perf_counter()
-    device = resolve_device(args.device)
     names = args.names or [Path(path).stem for path in args.checkpoint]
     if len(names) != len(args.checkpoint):
         raise InputError(f"--names gives {len(names)} names for {len(args.checkpoint)} checkpoints")
@@ -203,17 +223,20 @@ def _metrics(args: argparse.Namespace) -> int:
         raise InputError("--names: a name is empty; give each checkpoint a visible name")
     models, spec = [], None
     for name, path in zip(names, args.checkpoint):
-        checkpoint = load_checkpoint(path, device=device)
+        checkpoint = _load_checkpoint(args, path, device)
         if spec is not None and checkpoint.dataset.class_names != spec.class_names:
             raise InputError(f"{path} was trained on other classes than {args.checkpoint[0]}; compare checkpoints of one dataset")
         spec = checkpoint.dataset
         bundle = load_dataset_for_spec(checkpoint.dataset, data_root=args.data_root, download=args.download,
-                                   allow_other_data=args.allow_other_data)
+                                   allow_other_data=args.allow_other_data, workers=args.workers)
         forward = forward_pass(checkpoint.model, bundle.split(args.split), batch_size=args.batch_size, device=device,
-                               progress=not args.quiet, description=f"forward pass ({name}, {args.split})")
-        metrics = evaluate(forward, checkpoint.model.interpreter.weight.detach().cpu().numpy(), ks=args.ks, taus=args.taus)
+                               progress=not args.quiet, description=f"forward pass ({name}, {args.split})", group=group)
+        ks = args.ks if args.ks is not None else [k for k in DEFAULT_KS if k < checkpoint.model.num_classes]
+        metrics = evaluate(forward, checkpoint.model.interpreter.weight.detach().cpu().numpy(), ks=ks, taus=args.taus)
         models.append((name, checkpoint, metrics))
     output = _metrics_output(args)
+    if not group.is_main:
+        return 0
     write_metrics_report(models, args.split, output, force=args.force, include_chance_models=args.include_chance_models)
     print(format_table(models, args.split))
     print(f"wrote {output / 'index.html'} ({time.perf_counter() - started:.1f} s)")
@@ -230,7 +253,7 @@ if TYPE_CHECKING:
 
 
 def _worst_explanations(args: argparse.Namespace, checkpoint: Checkpoint, analysis: DisagreementAnalysis, split: ImageDataset,
-                        train: ForwardPass, device: torch.device) -> WorstExplanations:
+                        train: ForwardPass, device: torch.device, group: ProcessGroup) -> WorstExplanations:
     """Local explanations of the ``--explain-worst`` worst disagreements, by the ``local`` command's own functions."""
     from flint_analysis.local_interpretation import explain_samples
     from flint_analysis.report_writers.disagreement_report import WorstExplanations
@@ -239,9 +262,10 @@ def _worst_explanations(args: argparse.Namespace, checkpoint: Checkpoint, analys
     positions = analysis.worst_first(args.explain_worst)
     indices = [int(analysis.indices[i]) for i in positions]
     sources = [SampleSource(split=args.split, index=i) for i in indices]
-    config = LocalConfig(am_pi=_am_pi_config(args, checkpoint.dataset.value_range))
+    config = LocalConfig(am_pi=_am_pi_config(args, checkpoint.dataset.value_range), tool_batch_size=args.tool_batch_size)
     images, labels = split.batch(indices)
-    explanations = explain_samples(checkpoint.model, images, [int(v) for v in labels], train, config, device, progress=not args.quiet)
+    explanations = explain_samples(checkpoint.model, images, [int(v) for v in labels], train, config, device, progress=not args.quiet,
+                                   group=group)
 
     def write(folder: Path) -> None:
         write_local_reports(explanations, sources, checkpoint, config, args.seed, folder, args.global_dir)
@@ -249,38 +273,43 @@ def _worst_explanations(args: argparse.Namespace, checkpoint: Checkpoint, analys
     return WorstExplanations(positions=positions, folders=[source.identifier(None) for source in sources], write=write)
 
 
-def _disagreement(args: argparse.Namespace) -> int:
-    from flint_analysis.disagreement import DepthConfig, analyse_disagreement, check_top_k, disagreement_depth, summarise_depths
+def _disagreement(args: argparse.Namespace, group: ProcessGroup, device: torch.device) -> int:
+    from flint_analysis.disagreement import (
+        DEFAULT_TOP_K, DepthConfig, analyse_disagreement, check_top_k, disagreement_depth, summarise_depths,
+    )
     from flint_analysis.inference import forward_pass
     from flint_analysis.report_writers.common import check_output_folder
     from flint_analysis.report_writers.disagreement_report import JSON_NAME, format_counts, write_disagreement_report
 
     started = time.perf_counter()
-    device = resolve_device(args.device)
-    checkpoint, bundle = _load(args)
+    checkpoint, bundle = _load(args, device)
     split = bundle.split(args.split)
+    if args.k is None:
+        args.k = min(DEFAULT_TOP_K, checkpoint.model.num_classes - 1)
     check_top_k(args.k, checkpoint.model.num_classes)  # before the forward passes
     depth_config = None if args.no_depth else DepthConfig(
         space=args.depth_space, pca_components=args.pca_components, agreeing_per_class=args.agreeing,
         n_directions=args.depth_directions, refinement_rounds=args.depth_rounds, seed=args.seed)
     output = _output_dir(args, "disagreement")
-    check_output_folder(output, JSON_NAME, checkpoint.sha256, args.force)
+    on_main(lambda: check_output_folder(output, JSON_NAME, checkpoint.sha256, args.force), group)
     if args.explain_worst and args.global_dir:  # named explicitly: refuse a missing or malformed one before the computation
         from flint_analysis.report_writers.local_report import find_global_report
 
-        find_global_report(checkpoint, args.global_dir)
+        on_main(lambda: find_global_report(checkpoint, args.global_dir), group)
     forward = forward_pass(checkpoint.model, split, batch_size=args.batch_size, device=device, progress=not args.quiet,
-                           description=f"forward pass ({args.split})")
+                           description=f"forward pass ({args.split})", group=group)
     analysis = analyse_disagreement(forward, args.k)
     depths, explained, train = None, None, None
     if depth_config is not None or args.explain_worst:  # the references of the depths and of the local reports' ranks
         train = forward if args.split == "train" else forward_pass(
             checkpoint.model, bundle.train, batch_size=args.batch_size, device=device, progress=not args.quiet,
-            description="forward pass (train)")
+            description="forward pass (train)", group=group)
     if depth_config is not None:
-        depths = disagreement_depth(analysis, forward, split, train, bundle.train, depth_config, progress=not args.quiet)
+        depths = disagreement_depth(analysis, forward, split, train, bundle.train, depth_config, progress=not args.quiet, group=group)
     if args.explain_worst:
-        explained = _worst_explanations(args, checkpoint, analysis, split, train, device)
+        explained = _worst_explanations(args, checkpoint, analysis, split, train, device, group)
+    if not group.is_main:
+        return 0
     write_disagreement_report(analysis, checkpoint, args.split, split, depths, depth_config, output,
                               worst_per_class=args.worst_per_class, force=args.force, explained=explained)
     names = checkpoint.dataset.class_names
@@ -317,7 +346,12 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--download", action="store_true", help="let torchvision download MNIST/FashionMNIST if missing")
     parser.add_argument("--allow-other-data", action="store_true",
                         help="evaluate on data whose fingerprint differs from the one the checkpoint was trained on")
+    parser.add_argument("--workers", type=non_negative_int, default=0, metavar="N",
+                        help="imagefolder data: DataLoader worker processes that decode the images (default 0: this process)")
     add_option(parser, "--batch-size", GlobalConfig, "batch_size")
+    parser.add_argument("--float64", action="store_true",
+                        help="compute in float64 (model and inputs): slower, and the same bits under torchrun on any machine "
+                        "that rounds float64 alike; the report's environment records the dtype")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -335,6 +369,9 @@ def _add_am_pi(parser: argparse.ArgumentParser) -> None:
                        ("--am-pi-init", "init_scale"), ("--lambda-phi", "lambda_phi"), ("--lambda-tv", "lambda_tv"),
                        ("--lambda-bo", "lambda_bo")):
         add_option(group, flag, AmPiConfig, name, dest=flag.lstrip("-").replace("-", "_"))
+    add_option(group, "--tool-batch-size", GlobalConfig, "tool_batch_size",
+               help="runs per batch of AM+PI, attribution and decoder ablation; under torchrun the batches are shared out "
+               "over the processes, so the report does not depend on their number")
 
 
 def _add_attribution(parser: argparse.ArgumentParser) -> None:
@@ -347,6 +384,22 @@ def _add_attribution(parser: argparse.ArgumentParser) -> None:
                             f"{name}: " + ", ".join(f"{k} (default {v})" for k, v in method.settings.items())
                             for name, method in ATTRIBUTION_METHODS.items() if method.settings))
     parser.add_argument("--no-decoder", action="store_true", help="skip the decoder ablation d(Φ) vs d(Φ with φ_j = 0)")
+
+
+def _in_process_group(handler):
+    """``handler(args, group, device)`` run in the torchrun run's process group (or as the single process)."""
+    def run(args: argparse.Namespace) -> int:
+        import torch
+
+        group, device = join_process_group(resolve_device(args.device))
+        try:
+            return handler(args, group, device)
+        except torch.distributed.DistBackendError as error:
+            raise peer_failure(error) from None
+        finally:
+            leave_process_group(group)
+
+    return run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -368,13 +421,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_option(global_, "--subset-size", GlobalConfig, "subset_size")
     add_option(global_, "--threshold", GlobalConfig, "threshold",
                help="select pairs with r_(j,c) above this; none above it: the report is written and the exit status is 3")
-    add_option(global_, "--mas", GlobalConfig, "mas_per_pair")
+    # torchrun reads "--mas" as an abbreviation of its own --master-addr/--master-port: under torchrun, say --mas-per-pair
+    add_option(global_, "--mas", GlobalConfig, "mas_per_pair", aliases=("--mas-per-pair",),
+               help="maximum activating samples per pair (--mas-per-pair: the same, and the spelling torchrun lets through)")
     add_option(global_, "--mas-pool", GlobalConfig, "mas_pool")
     add_option(global_, "--mas-class", GlobalConfig, "mas_class_by")
     global_.add_argument("--classes", nargs="+", type=class_name_or_index, metavar="CLASS", help="analyse only these classes (names or indices)")
     _add_attribution(global_)
     _add_am_pi(global_)
-    global_.set_defaults(handler=_global)
+    global_.set_defaults(handler=_in_process_group(_global))
 
     local = commands.add_parser(
         "local", help="local interpretation of single samples: relevances, top attributes, f vs g",
@@ -391,7 +446,9 @@ def build_parser() -> argparse.ArgumentParser:
     samples.add_argument("--indices-file", metavar="FILE", help="a file of indices (≥ 0) into --split, whitespace or comma separated")
     samples.add_argument("--split", default="test", help="split of --index: test (default) or train")
     samples.add_argument("--image", nargs="+", metavar="FILE", help="image files (.png, .npy) that are not in the dataset")
-    samples.add_argument("--resize", action="store_true", help="resize --image files to the model's input size")
+    samples.add_argument("--resize", action="store_true", help="resize --image files to the model's input size (the shorter "
+                         "side, then a centre crop, as the imagefolder loader; colour files for a one-channel model are "
+                         "converted to gray without it, and a note says so)")
     samples.add_argument("--invert", action="store_true", help="invert --image files (dark strokes on light paper)")
     local.add_argument("--class", dest="class_", type=class_name_or_index, metavar="C", help="explain class C (name or index) instead of g's prediction: why (not) C")
     add_option(local, "--top", LocalConfig, "top")
@@ -400,7 +457,7 @@ def build_parser() -> argparse.ArgumentParser:
     local.add_argument("--global-dir", help="global report of the same checkpoint to link to (default: found next to the checkpoint)")
     _add_attribution(local)
     _add_am_pi(local)
-    local.set_defaults(handler=_local)
+    local.set_defaults(handler=_in_process_group(_local))
 
     from flint_analysis.conciseness import PAPER_TAUS, TAU
     from flint_analysis.disagreement import DEFAULT_TOP_K, WORST_PER_CLASS, DepthConfig
@@ -416,14 +473,15 @@ def build_parser() -> argparse.ArgumentParser:
     metrics.add_argument("-o", "--output", help="output folder (default: <first checkpoint dir>/<its name>-metrics)")
     metrics.add_argument("--names", nargs="+", help="names of the checkpoints in tables and figures (default: file names)")
     metrics.add_argument("--split", default="test", help="split to evaluate: test (default) or train")
-    metrics.add_argument("--ks", type=positive_int, nargs="+", default=list(DEFAULT_KS), help=f"k of the top-k fidelity, 1 ≤ k < classes (default {' '.join(map(str, DEFAULT_KS))})")
+    metrics.add_argument("--ks", type=positive_int, nargs="+", help=f"k of the top-k fidelity, 1 ≤ k < classes (default "
+                         f"{' '.join(map(str, DEFAULT_KS))}, those below the number of classes)")
     metrics.add_argument("--taus", type=TAU.argparse_type(), nargs="+", default=list(PAPER_TAUS),
                          help=f"τ of CNS_g(τ), {TAU.describe()} (default {' '.join(f'{t:g}' for t in PAPER_TAUS)})")
     _add_run_options(metrics)
     metrics.add_argument("--include-chance-models", action="store_true",
                          help="draw models whose g is at chance (accuracy within 5 points of the majority class, e.g. BASE-f) "
                          "on the CNS and top-k curves, greyed out; by default they are left out")
-    metrics.set_defaults(handler=_metrics)
+    metrics.set_defaults(handler=_in_process_group(_metrics))
 
     disagreement = commands.add_parser(
         "disagreement", help="samples where f and g disagree: top-k categories, worst cases, projection depth",
@@ -432,8 +490,9 @@ def build_parser() -> argparse.ArgumentParser:
         "projection depth (supplement Eq. 1) of disagreements and of random agreeing samples w.r.t. their class's training samples.",
     )
     _add_common(disagreement, "output folder (default: <checkpoint dir>/<checkpoint name>-disagreement)")
-    disagreement.add_argument("-k", type=positive_int, default=DEFAULT_TOP_K,
-                              help=f"top-k of g that counts as acceptable, 1 ≤ k < classes (default {DEFAULT_TOP_K})")
+    disagreement.add_argument("-k", type=positive_int,
+                              help=f"top-k of g that counts as acceptable, 1 ≤ k < classes (default {DEFAULT_TOP_K}, "
+                              "or classes − 1 when there are fewer)")
     disagreement.add_argument("--split", default="test", help="split to analyse: test (default) or train")
     disagreement.add_argument("--worst-per-class", type=non_negative_int, default=WORST_PER_CLASS,
                               help=f"worst cases shown per class, ≥ 0 (default {WORST_PER_CLASS})")
@@ -449,7 +508,7 @@ def build_parser() -> argparse.ArgumentParser:
     disagreement.add_argument("--global-dir", help="global report the --explain-worst local reports link to "
                               "(default: found next to the checkpoint)")
     _add_am_pi(disagreement)
-    disagreement.set_defaults(handler=_disagreement)
+    disagreement.set_defaults(handler=_in_process_group(_disagreement))
 
     from flint_analysis.official_import import OFFICIAL_DATASETS
 
@@ -493,7 +552,8 @@ def _refresh_run_index(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     status = run_command("flint-analyze", lambda: args.handler(args))
-    if status in (0, EXIT_EMPTY_RESULT) and args.command in ("global", "local", "metrics", "disagreement"):
+    main_process = not launched_by_torchrun() or os.environ.get("RANK") == "0"
+    if status in (0, EXIT_EMPTY_RESULT) and args.command in ("global", "local", "metrics", "disagreement") and main_process:
         _refresh_run_index(args)
     return status
 

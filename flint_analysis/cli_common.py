@@ -12,7 +12,7 @@ import re
 import sys
 from collections.abc import Callable
 
-from flint_analysis.errors import FlintError
+from flint_analysis.errors import FlintError, PeerStopped
 
 EXIT_USER_ERROR = 2
 EXIT_EMPTY_RESULT = 3
@@ -57,6 +57,8 @@ def run_command(prog: str, handler: Callable[[], int], interrupted: Callable[[],
     """
     try:
         return handler()
+    except PeerStopped:  # rank 0 of the same torchrun run printed the error
+        return EXIT_USER_ERROR
     except FlintError as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from flint_analysis.distributed import SINGLE_PROCESS, ProcessGroup, gather_concatenated, shard
 from flint_analysis.agreement import rank_of_class
 from flint_analysis.datasets import ImageDataset
 from flint_analysis.errors import InputError
@@ -325,6 +326,7 @@ def disagreement_depth(
     train_data: ImageDataset,
     config: DepthConfig = DepthConfig(),
     progress: bool = False,
+    group: ProcessGroup = SINGLE_PROCESS,
 ) -> list[ClassDepth]:
     """Projection depth of each class's disagreement samples and of random agreeing ones (paper Fig. 14).
 
@@ -334,6 +336,8 @@ def disagreement_depth(
         train: forward pass over the training split; train_data: the training split (the references).
         config: parameters.
         progress: show a progress bar over classes.
+        group: under ``torchrun``, the classes are shared out over the run's processes and the results gathered;
+            every rank returns all classes, equal to one process's (each class's depth has its own seed).
 
     Only classes with at least one disagreement are analysed; classes are by true label.
     """
@@ -343,14 +347,17 @@ def disagreement_depth(
     generator = torch.Generator().manual_seed(config.seed)
     agree_rows = torch.nonzero(test.f_predictions == test.g_predictions).flatten()
     classes = sorted({int(c) for c in analysis.labels})
+    chosen_of = {}  # the agreeing samples of every class, drawn in class order from one generator on every rank
+    for c in classes:
+        candidates = agree_rows[test.labels[agree_rows] == c]
+        chosen_of[c] = candidates[torch.randperm(candidates.shape[0], generator=generator)[: config.agreeing_per_class]].sort().values
     results = []
-    for c in progress_bar(classes, "projection depth", unit="class", enabled=progress):
+    for c in progress_bar(shard(classes, group), "projection depth", unit="class", enabled=progress and group.is_main):
         reference_rows = torch.nonzero(train.labels == c).flatten()
         n = int(reference_rows.shape[0])
         mine = analysis.labels == c
         dis_rows = analysis.rows[mine]
-        candidates = agree_rows[test.labels[agree_rows] == c]
-        chosen = candidates[torch.randperm(candidates.shape[0], generator=generator)[: config.agreeing_per_class]].sort().values
+        chosen = chosen_of[c]
         query_rows = torch.cat([chosen, dis_rows])
         reference = _features(config.space, train_data.batch(train.indices[reference_rows])[0], train.attributes[reference_rows])
         queries = _features(config.space, test_data.batch(test.indices[query_rows])[0], test.attributes[query_rows])
@@ -384,4 +391,4 @@ def disagreement_depth(
             test.indices[dis_rows].numpy(), result.depth[a:].copy(), result.exact[a:].copy(),
             analysis.category[mine].numpy(),
         ))
-    return results
+    return gather_concatenated(results, group)

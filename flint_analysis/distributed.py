@@ -4,18 +4,29 @@ A command started by ``torchrun`` (which sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_
 ``MASTER_PORT``) joins the process group with :func:`join_process_group`: the ``gloo`` backend on CPU, ``nccl``
 on CUDA, each process on ``cuda:LOCAL_RANK``. A command started any other way runs as the single process
 :data:`SINGLE_PROCESS`, exactly as before, and never touches torch.distributed.
+
+How the analyses split their work (``flint-analyze`` under ``torchrun``): every rank runs the same command on
+the same data, takes its contiguous share of a list of *fixed* pieces of work, and the pieces' results are
+gathered in rank order (:func:`gather_concatenated`), so every rank ends with the whole result and rank 0 writes
+the report. The pieces do not depend on the number of processes: the forward passes' batches
+(``--batch-size``, :func:`shard_batches`), the attribute tools' chunks of runs (``--tool-batch-size``), and the
+classes of the projection depth. Each piece is computed exactly as one process computes it, so W processes give
+the same bits as one (same machine, torch build and thread count per process).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
-from flint_analysis.errors import DistributedError, InputError
+from flint_analysis.errors import DistributedError, FlintError, InputError, PeerStopped
+
+T = TypeVar("T")
 
 _TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
@@ -72,6 +83,14 @@ class ProcessGroup:
 
 
 SINGLE_PROCESS = ProcessGroup()
+
+
+def current_run_record() -> dict[str, Any]:
+    """``{"world_size", "backend"}`` of the process group this process has joined (1 and ``None`` when it has
+    joined none): what every report records about the run, read like the thread count, from the process itself."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return {"world_size": torch.distributed.get_world_size(), "backend": str(torch.distributed.get_backend())}
+    return SINGLE_PROCESS.record()
 
 
 def launched_by_torchrun() -> bool:
@@ -164,3 +183,71 @@ def shard(items: torch.Tensor | Sequence[int], group: ProcessGroup) -> Any:
     sizes = shard_sizes(len(items), group.world_size)
     start = sum(sizes[: group.rank])
     return items[start : start + sizes[group.rank]]
+
+
+def shard_batches(total: int, batch_size: int, group: ProcessGroup) -> range:
+    """The rows ``[a, b)`` of this rank's share of the batches ``[0, s), [s, 2s), …`` of ``total`` rows.
+
+    Whole batches only (by :func:`shard_sizes` over the batches), so each rank computes exactly the batches one
+    process computes, and ``a`` is a multiple of ``batch_size``: batching ``range(a, b)`` from ``a`` gives the
+    same batches.
+    """
+    batches = -(-total // batch_size) if total else 0
+    sizes = shard_sizes(batches, group.world_size)
+    first = sum(sizes[: group.rank])
+    return range(min(total, first * batch_size), min(total, (first + sizes[group.rank]) * batch_size))
+
+
+def concatenate(parts: Sequence[Any]) -> Any:
+    """Concatenate per-row results along their first dimension, in order.
+
+    Tensors are concatenated; dataclasses (e.g. :class:`~flint_analysis.inference.ForwardPass`,
+    :class:`~flint_analysis.am_pi.AmPiResult`) field by field; dicts whose values are all tensors key by key;
+    lists are joined; tuples position by position; anything else (settings, ranges, ``None``) is taken from the first part.
+    """
+    first = parts[0]
+    if isinstance(first, torch.Tensor):
+        return torch.cat(list(parts))
+    if dataclasses.is_dataclass(first) and not isinstance(first, type):
+        values = {f.name: concatenate([getattr(part, f.name) for part in parts])
+                  for f in dataclasses.fields(first) if f.init}
+        return dataclasses.replace(first, **values)
+    if isinstance(first, dict) and first and all(isinstance(v, torch.Tensor) for v in first.values()):
+        return {key: torch.cat([part[key] for part in parts]) for key in first}
+    if isinstance(first, list):
+        return [item for part in parts for item in part]
+    if isinstance(first, tuple):  # each position concatenated (a NamedTuple keeps its type)
+        values = [concatenate(list(items)) for items in zip(*parts)]
+        return type(first)(*values) if hasattr(first, "_fields") else tuple(values)
+    return first
+
+
+def gather_concatenated(value: T, group: ProcessGroup) -> T:
+    """Every rank's ``value`` (its rows of a result) concatenated in rank order (:func:`concatenate`); every rank
+    gets the whole. ``value`` itself for a single process. Tensors travel as CPU tensors."""
+    if not group.distributed:
+        return value
+    return concatenate(group.all_gather_objects(value))
+
+
+def on_main(action: Callable[[], T], group: ProcessGroup) -> T | None:
+    """Run ``action`` on rank 0 only (e.g. checking or preparing the output folder) and wait for it.
+
+    A :class:`~flint_analysis.errors.FlintError` raised there is raised again on rank 0 and as
+    :class:`~flint_analysis.errors.PeerStopped` (silent) on the other ranks, so every process stops with the same
+    status and the error is printed once. Returns ``action``'s result on rank 0, ``None`` on the others.
+    """
+    if not group.distributed:
+        return action()
+    result, failure = None, None
+    if group.is_main:
+        try:
+            result = action()
+        except FlintError as error:
+            failure = error
+    stopped = group.all_gather_objects(None if failure is None else str(failure))[0]
+    if failure is not None:
+        raise failure
+    if stopped is not None:
+        raise PeerStopped(stopped)
+    return result

@@ -42,3 +42,7 @@ class OutputError(FlintError):
 
 class DistributedError(FlintError):
     """The processes of a torchrun run could not join or keep their process group (usually: another one failed)."""
+
+
+class PeerStopped(DistributedError):
+    """Raised on the other ranks when rank 0 stopped the run with an error it has printed (they stay silent)."""

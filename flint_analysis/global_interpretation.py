@@ -23,7 +23,10 @@ from types import MappingProxyType
 from typing import Any
 
 from flint_analysis.am_pi import AmPiConfig, AmPiResult, AmPiSummary  # AmPiSummary: re-exported
-from flint_analysis.attribute_tools import AUTO, AttributeToolResults, AttributeToolsConfig, resolve_attribution, run_attribute_tools
+from flint_analysis.attribute_tools import (
+    AUTO, DEFAULT_TOOL_BATCH_SIZE, AttributeToolResults, AttributeToolsConfig, resolve_attribution, run_attribute_tools,
+)
+from flint_analysis.distributed import SINGLE_PROCESS, ProcessGroup
 from flint_analysis.datasets import ImageDataset
 from flint_analysis.decoder_ablation import DecoderAblation
 from flint_analysis.inference import DEFAULT_BATCH_SIZE, ForwardPass, forward_pass
@@ -62,6 +65,7 @@ class GlobalConfig:
         relevance_plot_samples: random samples of ``S_rnd`` in the per-sample relevance plot (paper Fig. 21: 80).
         seed: seed of ``S_rnd`` and of the plotted samples.
         batch_size: batch size of forward passes.
+        tool_batch_size: (pair, MAS) runs per batch of AM+PI, attribution and decoder ablation.
     """
 
     subset_size: int = option(1000, POSITIVE_INT, "size of the random training subset S_rnd")
@@ -79,6 +83,8 @@ class GlobalConfig:
     relevance_plot_samples: int = option(80, POSITIVE_INT)
     seed: int = option(0, SEED, "seed of every random choice")
     batch_size: int = option(DEFAULT_BATCH_SIZE, POSITIVE_INT, "batch size of forward passes")
+    tool_batch_size: int = option(DEFAULT_TOOL_BATCH_SIZE, POSITIVE_INT,
+                                  "runs per batch of AM+PI, attribution and decoder ablation (the pieces shared out under torchrun)")
 
     def __post_init__(self) -> None:
         check_options(self)
@@ -226,8 +232,10 @@ def analyse_pairs(
     tools: AttributeToolsConfig,
     device: torch.device,
     progress: bool = False,
+    batch_size: int = DEFAULT_TOOL_BATCH_SIZE,
+    group: ProcessGroup = SINGLE_PROCESS,
 ) -> list[PairAnalysis]:
-    """The attribute tools for every (pair, MAS), each tool run once over all of them.
+    """The attribute tools for every (pair, MAS), run in batches of ``batch_size`` runs (shared out over ``group``).
 
     The attribute vectors for the decoder are taken from ``pool`` (no second forward pass).
     """
@@ -240,7 +248,8 @@ def analyse_pairs(
     images, _ = dataset.batch(indices)
     row_of = {int(index): row for row, index in enumerate(pool.indices.tolist())}
     phi = pool.attributes[torch.tensor([row_of[int(i)] for i in indices], dtype=torch.long)]
-    results = run_attribute_tools(model, images, attributes, directions, tools, attributes=phi, device=device, progress=progress)
+    results = run_attribute_tools(model, images, attributes, directions, tools, attributes=phi, device=device, progress=progress,
+                                  batch_size=batch_size, group=group)
     scale = pool.attributes.abs().amax(dim=0)[attributes]  # each attribute's largest |φ_j| in the pool: weak MAS are flagged
     results = replace(results, am_pi=results.am_pi.with_reference_scale(scale))
     analyses, start = [], 0
@@ -257,6 +266,7 @@ def global_interpretation(
     config: GlobalConfig = GlobalConfig(),
     device: torch.device | str = "cpu",
     progress: bool = False,
+    group: ProcessGroup = SINGLE_PROCESS,
 ) -> GlobalInterpretation:
     """Run the global pipeline on the training split ``train``.
 
@@ -266,24 +276,27 @@ def global_interpretation(
         config: parameters.
         device: where to compute.
         progress: show progress bars.
+        group: under ``torchrun``, the run's processes: the forward passes' batches and the attribute tools'
+            batches are shared out over them and gathered (:mod:`flint_analysis.distributed`); every rank returns
+            the whole result, equal to one process's.
     """
     device = torch.device(device)
     config = config.for_architecture(model.architecture_name)
     subset_indices = random_subset(len(train), config.subset_size, config.seed)
     if config.mas_pool == "train":
         pool = forward_pass(model, train, batch_size=config.batch_size, device=device, progress=progress,
-                            description="forward pass (training split)")
+                            description="forward pass (training split)", group=group)
         subset = pool.select(subset_indices)  # the pool covers the whole split, in index order
     else:
         subset = forward_pass(model, train, subset_indices, batch_size=config.batch_size, device=device,
-                              progress=progress, description="forward pass (S_rnd)")
+                              progress=progress, description="forward pass (S_rnd)", group=group)
         pool = subset
     weight = model.interpreter.weight.detach().cpu()
     relevances = sample_relevance(subset.attributes, weight, subset.g_predictions)
     relevance = class_attribute_relevance(relevances, subset.g_predictions, model.num_classes)
     pairs = select_pairs(relevance, weight, config.threshold, list(config.classes) if config.classes is not None else None)
     mas = max_activating_samples(pool, pairs, config.mas_per_pair, config.mas_class_by)
-    analyses = analyse_pairs(model, train, pool, mas, config.tools, device, progress)
+    analyses = analyse_pairs(model, train, pool, mas, config.tools, device, progress, config.tool_batch_size, group)
     overview = attribute_overview(pool, train, config.overview_samples, pairs)
     plotted = random_subset(len(subset), config.relevance_plot_samples, config.seed + 1)
     plotted = plotted[torch.argsort(subset.labels[plotted], stable=True)]

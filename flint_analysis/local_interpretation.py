@@ -33,10 +33,13 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from flint_analysis.am_pi import AmPiConfig, AmPiResult
-from flint_analysis.attribute_tools import AUTO, AttributeToolResults, AttributeToolsConfig, resolve_attribution, run_attribute_tools
+from flint_analysis.attribute_tools import (
+    AUTO, DEFAULT_TOOL_BATCH_SIZE, AttributeToolResults, AttributeToolsConfig, resolve_attribution, run_attribute_tools,
+)
+from flint_analysis.distributed import SINGLE_PROCESS, ProcessGroup
 from flint_analysis.decoder_ablation import DecoderAblation
 from flint_analysis.errors import InputError
-from flint_analysis.inference import ForwardPass
+from flint_analysis.inference import ForwardPass, model_dtype
 from flint_analysis.mas import CLASS_BY
 from flint_analysis.options import FRACTION, NON_NEGATIVE_INT, POSITIVE_INT, check_options, option
 from flint_analysis.models import FlintModel, eval_mode
@@ -64,6 +67,7 @@ class LocalConfig:
         decoder: run the decoder ablation.
         am_pi: AM+PI parameters (the sample itself is the initialisation).
         rank_class_by: training samples "of class ĉ" by g's ``"prediction"`` (default) or ``"label"``.
+        tool_batch_size: (sample, attribute) runs per batch of AM+PI, attribution and decoder ablation.
     """
 
     top: int = option(3, POSITIVE_INT, "most attributes analysed (those with r_(j,ĉ,x) above --relevance-threshold)")
@@ -77,6 +81,8 @@ class LocalConfig:
     rank_class_by: str = option("prediction", choices=CLASS_BY,
                                 help="rank φ_j among training samples that g predicts as ĉ or that are labelled ĉ")
     attribution_settings: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    tool_batch_size: int = option(DEFAULT_TOOL_BATCH_SIZE, POSITIVE_INT,
+                                  "runs per batch of AM+PI, attribution and decoder ablation (the pieces shared out under torchrun)")
 
     def __post_init__(self) -> None:
         check_options(self)
@@ -234,8 +240,10 @@ def explain_samples(
     config: LocalConfig = LocalConfig(),
     device: torch.device | str = "cpu",
     progress: bool = False,
+    group: ProcessGroup = SINGLE_PROCESS,
 ) -> list[LocalExplanation]:
-    """Explain ``B`` samples; AM+PI, attribution and decoder ablation run once over all (sample, attribute).
+    """Explain ``B`` samples; AM+PI, attribution and decoder ablation run over all (sample, attribute) in batches
+    of ``config.tool_batch_size`` runs.
 
     Args:
         model: the FLINT model (on ``device``).
@@ -246,13 +254,15 @@ def explain_samples(
         config: parameters.
         device: where to compute.
         progress: show progress bars.
+        group: under ``torchrun``, the run's processes: the tools' batches are shared out over them and gathered,
+            and every rank returns all explanations, equal to one process's.
     """
     device = torch.device(device)
     config = config.for_architecture(model.architecture_name)
     if config.explained_class is not None and not 0 <= config.explained_class < model.num_classes:
         raise InputError(f"class {config.explained_class} is out of range; use 0-{model.num_classes - 1}")
     with torch.no_grad(), eval_mode(model):
-        out = model(images.to(device))
+        out = model(images.to(device=device, dtype=model_dtype(model)))
     f_probabilities = torch.softmax(out.f_logits, dim=1).cpu()
     g_logits = out.g_logits.cpu()
     g_probabilities = torch.softmax(g_logits, dim=1).cpu()
@@ -272,7 +282,7 @@ def explain_samples(
     results = None
     if len(rows):
         results = run_attribute_tools(model, images[rows], attributes, directions, config.tools, attributes=phi[rows],
-                                      device=device, progress=progress)
+                                      device=device, progress=progress, batch_size=config.tool_batch_size, group=group)
         scale = reference.attributes.abs().amax(dim=0)[attributes]  # the attribute's largest |φ_j| on the training split
         results = replace(results, am_pi=results.am_pi.with_reference_scale(scale))
 

@@ -107,9 +107,10 @@ def field_default(cls: type, name: str) -> Any:
 
 def add_option(
     parser: argparse.ArgumentParser | argparse._ArgumentGroup, flag: str, cls: type, name: str, help: str | None = None,
-    default: Any = dataclasses.MISSING, default_text: str | None = None, **kwargs: Any,
+    default: Any = dataclasses.MISSING, default_text: str | None = None, aliases: tuple[str, ...] = (), **kwargs: Any,
 ) -> None:
-    """Add ``flag`` for field ``name`` of config dataclass ``cls``: its default, limits or choices, and help text.
+    """Add ``flag`` (and its ``aliases``) for field ``name`` of config dataclass ``cls``: its default, limits or choices,
+    and help text.
 
     ``default`` overrides the field's (e.g. ``None`` for "the preset's"); ``default_text`` is then what the
     help text says the default is.
@@ -125,5 +126,5 @@ def add_option(
         kwargs.setdefault("choices", choices)
     shown = " ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value) if isinstance(value, (list, tuple)) else (
         f"{value:g}" if isinstance(value, float) else value)
-    parser.add_argument(flag, dest=kwargs.pop("dest", name), default=value, help=f"{text} (default {default_text or shown})",
+    parser.add_argument(flag, *aliases, dest=kwargs.pop("dest", name), default=value, help=f"{text} (default {default_text or shown})",
                         **kwargs)

@@ -387,7 +387,10 @@ def test_reports_record_this_runs_environment_and_nothing_else_changes():
     checkpoint = tiny_checkpoint()
     data = provenance(checkpoint)
     assert set(data) == {"checkpoint", "dataset", "versions", "environment"}
-    assert data["environment"] == compute_environment("cpu")
+    # the compute environment, the run's processes (one, outside torchrun) and the model's dtype
+    assert data["environment"] == compute_environment("cpu") | {"world_size": 1, "backend": None, "dtype": "float32"}
+    checkpoint.model.double()
+    assert provenance(checkpoint)["environment"]["dtype"] == "float64"
     assert {"torch", "torch_git_version", "torch_debug", "torch_cuda", "cpu_capability", "num_threads", "machine",
             "device"} <= set(data["environment"])
     assert "fingerprint" not in checkpoint.dataset.to_dict()

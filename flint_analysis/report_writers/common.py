@@ -13,6 +13,7 @@ from flint_analysis.atomic_output import (
     OutputLayout, atomic_directory, describe_os_error, foreign_message, remove_stale_leftovers, resolve_output_folder, write_json,
 )
 from flint_analysis.checkpoint import Checkpoint
+from flint_analysis.distributed import current_run_record
 from flint_analysis.errors import OutputError
 from flint_analysis.report_writers.html import escape
 from flint_analysis.runtime import compute_environment, library_versions
@@ -22,7 +23,10 @@ def provenance(checkpoint: Checkpoint) -> dict[str, Any]:
     """The checkpoint's identity and the libraries and compute environment of this run, recorded in every report JSON.
 
     ``environment`` (:func:`~flint_analysis.runtime.compute_environment` on the model's device) says why two
-    runs with the same seed can differ in their last digits: torch build, CPU capability, threads, device.
+    runs with the same seed can differ in their last digits: torch build, CPU capability, threads, device; and
+    the run's ``world_size`` and ``backend`` (:func:`~flint_analysis.distributed.current_run_record`: 1 and
+    ``null`` for one process, e.g. 2 and ``"gloo"`` under ``torchrun --nproc-per-node 2`` on CPU) and the
+    ``dtype`` the model computed in (``float32``, or ``float64`` with ``flint-analyze --float64``).
     """
     device = next((p.device for p in checkpoint.model.parameters()), None)
     return {
@@ -36,7 +40,8 @@ def provenance(checkpoint: Checkpoint) -> dict[str, Any]:
         "dataset": {"name": checkpoint.dataset.name, "class_names": list(checkpoint.dataset.class_names),
                     "value_range": list(checkpoint.dataset.value_range)},
         "versions": library_versions(),
-        "environment": compute_environment(device),
+        "environment": compute_environment(device) | current_run_record()
+        | {"dtype": str(next((p.dtype for p in checkpoint.model.parameters()), "torch.float32")).removeprefix("torch.")},
     }
 
 

@@ -135,6 +135,7 @@ def global_report_data(result: GlobalInterpretation, checkpoint: Checkpoint) -> 
             "am_pi": config.am_pi.to_dict(),
             "classes": None if config.classes is None else list(config.classes),
             "seed": config.seed,
+            "tool_batch_size": config.tool_batch_size,
         },
         "subset": {
             "indices": result.subset.indices.tolist(),

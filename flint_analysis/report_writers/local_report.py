@@ -313,7 +313,7 @@ def local_report_data(
                        "class_samples": config.class_samples, "explained_class": config.explained_class,
                        "attribution": config.attribution, "attribution_method": config.tools.attribution_record(),
                        "decoder": config.decoder, "am_pi": config.am_pi.to_dict(), "rank_class_by": config.rank_class_by,
-                       "seed": seed},
+                       "seed": seed, "tool_batch_size": config.tool_batch_size},
         "figure": "report.png",
         "thumbnail": "input.png",
         "arrays": ARRAYS_NAME,
