@@ -18,8 +18,10 @@ boundary and nothing a file merely *declares* is allocated before it is checked:
   transparent canvas): the image becomes ``alpha``, strokes bright on dark like the datasets. Otherwise
   the image is composited over black, the datasets' background (``colour · alpha``).
 - **Channels.** Gray images are repeated for a three-channel model; colour images given to a one-channel
-  model are refused unless their channels are equal (a gray image saved as RGB). Nothing else is guessed:
-  a wrong size needs ``resize=True`` and values outside the range are refused.
+  model become their luma ``0.299 R + 0.587 G + 0.114 B`` (ITU-R BT.601, Pillow's ``"L"`` conversion), and a
+  note says so (none for a gray image saved as RGB, whose channels are equal). Nothing else is guessed: a
+  wrong size needs ``resize=True`` (the ImageFolder loader's rule: the shorter side to the model's size, then
+  a centre crop; a note says so) and values outside the range are refused.
 
 Every problem is an :class:`~flint_analysis.errors.InputError` whose message is one line.
 """
@@ -213,17 +215,37 @@ def _read_picture(path: Path) -> tuple[np.ndarray, bool]:
     return np.ascontiguousarray(np.transpose(array, (2, 0, 1))), fractions
 
 
-def _match_channels(values: np.ndarray, channels: int, path: Path) -> np.ndarray:
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+"""ITU-R BT.601 luma weights of red, green and blue: a colour input for a one-channel model (Pillow's ``"L"``)."""
+
+
+def _match_channels(values: np.ndarray, channels: int, path: Path, notes: list[str]) -> np.ndarray:
     if values.shape[0] == channels:
         return values
-    if channels == 1 and values.shape[0] == 3 and np.array_equal(values[0], values[1]) and np.array_equal(values[0], values[2]):
-        return values[:1]
+    if channels == 1 and values.shape[0] == 3:
+        if np.array_equal(values[0], values[1]) and np.array_equal(values[0], values[2]):
+            return values[:1]
+        notes.append(f"{path}: colour image converted to the model's one channel (luma 0.299 R + 0.587 G + 0.114 B)")
+        return np.tensordot(np.asarray(LUMA_WEIGHTS, dtype=values.dtype), values, axes=1)[None]
     if values.shape[0] == 1:
         return np.repeat(values, channels, axis=0)
     raise InputError(f"{path} has {values.shape[0]} channel(s), the model expects {channels}; convert it first")
 
 
-def load_image_file(path: str | Path, spec: DatasetSpec, resize: bool = False, invert: bool = False) -> Tensor:
+def _resized(tensor: Tensor, height: int, width: int) -> Tensor:
+    """``(C, h, w)`` → ``(C, height, width)``: the shorter side to the target's, then a centre crop (torchvision's
+    ``Resize`` + ``CenterCrop``, bilinear, antialiased), as the ImageFolder loader serves its images."""
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms import functional as TF
+
+    scale = max(height / tensor.shape[1], width / tensor.shape[2])
+    size = [max(height, round(tensor.shape[1] * scale)), max(width, round(tensor.shape[2] * scale))]
+    resized = TF.resize(tensor, size, interpolation=InterpolationMode.BILINEAR, antialias=True)
+    return TF.center_crop(resized, [height, width])
+
+
+def load_image_file(path: str | Path, spec: DatasetSpec, resize: bool = False, invert: bool = False,
+                    notes: list[str] | None = None) -> Tensor:
     """Read ``path`` as one input ``(C, H, W)`` of the checkpoint described by ``spec``.
 
     Args:
@@ -231,8 +253,9 @@ def load_image_file(path: str | Path, spec: DatasetSpec, resize: bool = False, i
             already in the value range) or an image file Pillow reads (1-, 8- or 16-bit, gray, colour, palette,
             with or without alpha; see the module docstring for the conversions).
         spec: the checkpoint's dataset spec (input shape and value range).
-        resize: resize to the input size (bilinear) instead of refusing another size.
+        resize: resize to the input size (the shorter side, then a centre crop) instead of refusing another size.
         invert: map ``v`` to ``low + high − v`` (dark strokes on light paper → the datasets' light on dark).
+        notes: if given, a line is appended for each conversion made (colour to one channel, resizing).
 
     Raises:
         InputError: unreadable or malformed file, over the size limits, unsupported pixel type, wrong channels,
@@ -257,12 +280,15 @@ def load_image_file(path: str | Path, spec: DatasetSpec, resize: bool = False, i
         values = (low + (high - low) * array).astype(np.float32) if fractions else array
     if not np.isfinite(values).all():
         raise InputError(f"{path} contains NaN or infinite values")
-    values = _match_channels(values, channels, path)
+    notes = [] if notes is None else notes
+    values = _match_channels(values, channels, path, notes)
     tensor = torch.from_numpy(np.ascontiguousarray(values))
     if tuple(tensor.shape[1:]) != (height, width):
         if not resize:
             raise InputError(f"{path} is {tensor.shape[2]}×{tensor.shape[1]} pixels, the model expects {width}×{height}; pass --resize to resize it")
-        tensor = torch.nn.functional.interpolate(tensor[None], size=(height, width), mode="bilinear", align_corners=False, antialias=True)[0]
+        notes.append(f"{path}: resized from {tensor.shape[2]}×{tensor.shape[1]} to the model's {width}×{height} "
+                     "(shorter side first, then a centre crop)")
+        tensor = _resized(tensor, height, width)
     tolerance = 1e-6 * (high - low)
     if float(tensor.min()) < low - tolerance or float(tensor.max()) > high + tolerance:
         raise InputError(

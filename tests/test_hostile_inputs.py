@@ -221,8 +221,8 @@ def test_coloured_transparent_images_are_composited_over_black(tmp_path):
     np.testing.assert_allclose(loaded(Image.fromarray(opaque, "RGBA"), tmp_path)[0], gray / 255.0, atol=1e-6)
     red = np.zeros((28, 28, 4), np.uint8)
     red[..., 0], red[..., 3] = gray, alpha
-    with pytest.raises(InputError, match="has 3 channel"):
-        loaded(Image.fromarray(red, "RGBA"), tmp_path)
+    # a coloured drawing for a one-channel model: composited over black, then its luma (BT.601 weight of red)
+    np.testing.assert_allclose(loaded(Image.fromarray(red, "RGBA"), tmp_path)[0], 0.299 * gray / 255.0 * alpha / 255.0, atol=1e-6)
 
 
 def test_palette_images_with_and_without_transparency(tmp_path):
@@ -234,6 +234,36 @@ def test_palette_images_with_and_without_transparency(tmp_path):
     drawing = Image.fromarray((strokes() > 0).astype(np.uint8), "P")  # index 0 transparent, 1 opaque black ink
     drawing.putpalette([0, 0, 0, 0, 0, 0])
     np.testing.assert_allclose(loaded(drawing, tmp_path, transparency=0)[0], (strokes() > 0).astype(np.float32))
+
+
+def test_colour_for_a_one_channel_model_becomes_pillows_luma_with_a_note(tmp_path):
+    rgb = rng.integers(0, 256, (28, 28, 3), dtype=np.uint8)
+    path = tmp_path / "photo.png"
+    Image.fromarray(rgb).save(path)
+    notes: list[str] = []
+    result = load_image_file(path, GRAY, notes=notes).numpy()
+    reference = np.asarray(Image.fromarray(rgb).convert("L"), dtype=np.float64) / 255.0  # Pillow's own conversion, rounded to 8 bits
+    assert result.shape == (1, 28, 28)
+    np.testing.assert_allclose(result[0], reference, atol=0.5 / 255 + 1e-6)
+    assert len(notes) == 1 and "converted to the model's one channel" in notes[0]
+    gray_as_rgb = np.repeat(rgb[..., :1], 3, axis=2)  # a gray picture saved as RGB: no conversion, no note
+    Image.fromarray(gray_as_rgb).save(path)
+    notes.clear()
+    np.testing.assert_allclose(load_image_file(path, GRAY, notes=notes).numpy()[0], gray_as_rgb[..., 0] / 255.0, atol=1e-6)
+    assert notes == []
+
+
+def test_resize_takes_the_shorter_side_then_a_centre_crop(tmp_path):
+    wide = np.zeros((28, 56), np.uint8)
+    wide[:, 14:42] = rng.integers(1, 256, (28, 28), dtype=np.uint8)  # the centre 28 columns; the sides are black
+    path = tmp_path / "wide.png"
+    Image.fromarray(wide).save(path)
+    with pytest.raises(InputError, match="is 56×28 pixels, the model expects 28×28; pass --resize"):
+        load_image_file(path, GRAY)
+    notes: list[str] = []
+    result = load_image_file(path, GRAY, resize=True, notes=notes).numpy()[0]
+    np.testing.assert_allclose(result, wide[:, 14:42] / 255.0, atol=1e-6)  # the shorter side is already 28: a pure crop
+    assert len(notes) == 1 and "resized from 56×28" in notes[0]
 
 
 def test_gray_becomes_the_channels_of_a_colour_model(tmp_path):

@@ -229,16 +229,20 @@ def test_bad_input_is_one_line_exit_2_and_leaves_no_folder(mnist5k_checkpoint, t
     fails("--image", str(tmp_path / "missing.png"), message="does not exist")
     Image.fromarray(np.zeros((32, 32), dtype=np.uint8)).save(tmp_path / "big.png")
     fails("--image", str(tmp_path / "big.png"), message="is 32×32 pixels, the model expects 28×28; pass --resize")
-    rgb = np.zeros((28, 28, 3), dtype=np.uint8)
-    rgb[..., 0] = 200
-    Image.fromarray(rgb).save(tmp_path / "red.png")
-    fails("--image", str(tmp_path / "red.png"), message="has 3 channel(s), the model expects 1")
+    np.save(tmp_path / "two.npy", np.zeros((28, 28, 2), dtype=np.uint8))  # colour is converted (a note); 2 channels are not
+    fails("--image", str(tmp_path / "two.npy"), message="has 2 channel(s), the model expects 1")
     np.save(tmp_path / "loud.npy", np.full((28, 28), 3.0, dtype=np.float32))
     fails("--image", str(tmp_path / "loud.npy"), message="outside the model's range [0, 1]")
     (tmp_path / "text.png").write_text("not an image")
     fails("--image", str(tmp_path / "text.png"), message="cannot read image")
     assert run_local(mnist5k_checkpoint, out, "--image", str(tmp_path / "big.png"), "--resize") == 0
     assert report(out, "image-big")["sample"]["path"].endswith("big.png")
+    assert "resized from 32×32 to the model's 28×28" in capsys.readouterr().err
+    rgb = np.zeros((28, 28, 3), dtype=np.uint8)
+    rgb[..., 0] = 200
+    Image.fromarray(rgb).save(tmp_path / "red.png")
+    assert run_local(mnist5k_checkpoint, out, "--image", str(tmp_path / "red.png"), "--force") == 0
+    assert "red.png: colour image converted to the model's one channel" in capsys.readouterr().err
 
 
 def test_local_links_to_the_global_report_found_next_to_the_checkpoint(mnist5k_checkpoint, tmp_path):
