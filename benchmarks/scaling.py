@@ -7,8 +7,9 @@ and not the thread pool. ``global`` runs the checkpoint's default analysis; the 
 checkpoint's dataset, preset, architecture and J for one epoch (a DDP checkpoint cannot resume with another number
 of processes, so the benchmark does not resume the checkpoint itself). Two times are printed per run:
 
-- *inside*: what the command itself reports (``global``: from start to the written report; training: the epoch's
-  time, which includes the per-epoch test evaluation), without the interpreters' start-up;
+- what the command itself reports: ``global``'s *total* (start to written report) and its *analysis* part (the
+  sharded computation, without drawing and writing the report, which rank 0 does alone); training's *epoch*
+  (which includes the per-epoch test evaluation), at the preset's batch and at ``--large-batch``;
 - *process*: the wall time of the whole command, start-up and data loading included.
 
 The ratio is 1-process time / N-process time (above 1: faster with N). Only ratios measured in one run of this script
@@ -45,18 +46,18 @@ def command(module: str, arguments: list[str], processes: int) -> list[str]:
             "--master-port", str(free_port()), "-m", module, *arguments]
 
 
-def timed(module: str, arguments: list[str], processes: int, cwd: Path, inside: str) -> tuple[float, float]:
-    """Run the command; return (time it reports by the regex ``inside``, wall time of the process)."""
+def timed(module: str, arguments: list[str], processes: int, cwd: Path, inside: str) -> tuple[float, ...]:
+    """Run the command; return the times it reports (the groups of the regex ``inside``) and the process's wall time."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     started = time.perf_counter()
     run = subprocess.run(command(module, arguments, processes), cwd=cwd, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - started
     if run.returncode != 0:
         sys.exit(f"scaling.py: {' '.join(arguments[:2])} with {processes} process(es) failed:\n{run.stderr[-2000:]}")
-    found = re.findall(inside, run.stdout)
+    found = re.search(inside, run.stdout)
     if not found:
         sys.exit(f"scaling.py: no time in the output of {' '.join(arguments[:2])}:\n{run.stdout[-1000:]}")
-    return float(found[-1]), wall
+    return (*(float(group) for group in found.groups()), wall)
 
 
 def main() -> None:
@@ -64,6 +65,8 @@ def main() -> None:
     parser.add_argument("checkpoint", help="a checkpoint written by flint-train (e.g. runs/demo/ckpt.pt from scripts/demo.sh)")
     parser.add_argument("--processes", type=int, default=2, help="N, the processes compared with one (default 2)")
     parser.add_argument("--repeats", type=int, default=1, help="runs of each measurement; the median is printed (default 1)")
+    parser.add_argument("--large-batch", type=int, default=256,
+                        help="the epoch is also timed with this global batch (default 256), besides the preset's")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda (one GPU per process)")
     args = parser.parse_args()
 
@@ -79,28 +82,35 @@ def main() -> None:
                        "--device", args.device, "--overwrite"]
     if training.preset:
         train_arguments += ["--preset", str(training.preset)]
+    batch = training.config.batch_size if training.config else None
     checkpoint_path = str(Path(args.checkpoint).resolve())
-    cases = {
-        "global": ("flint_analysis.cli", lambda out: ["global", checkpoint_path, "-o", str(out / "global"), "--quiet",
-                                                       "--device", args.device, "--force"],
-                   r"wrote \S+ \(([0-9.]+) s\)"),
-        "one training epoch": ("flint_analysis.training.cli", lambda out: [*train_arguments, "-o", str(out / "epoch.pt")],
-                               r"epoch  ?1/1 .*\(([0-9.]+) s\)"),
-    }
+    epoch_time = r"epoch  ?1/1 .*\(([0-9.]+) s\)"
+    cases = [
+        ("global", "flint_analysis.cli", ["total", "analysis"],
+         lambda out: ["global", checkpoint_path, "-o", str(out / "global"), "--quiet", "--device", args.device, "--force"],
+         r"wrote \S+ \(([0-9.]+) s: analysis ([0-9.]+) s"),
+        (f"epoch, batch {batch}", "flint_analysis.training.cli", ["epoch"],
+         lambda out: [*train_arguments, "-o", str(out / "epoch.pt")], epoch_time),
+        (f"epoch, batch {args.large_batch}", "flint_analysis.training.cli", ["epoch"],
+         lambda out: [*train_arguments, "--batch-size", str(args.large_batch), "-o", str(out / "epoch.pt")], epoch_time),
+    ]
     print(f"{args.checkpoint}: {checkpoint.architecture}, J = {checkpoint.model.num_attributes}, {spec.name}; "
           f"1 vs {args.processes} processes, 1 thread each, device {args.device}, {args.repeats} repeat(s), median shown")
+    print("times in s; 'process' includes the interpreters' start-up and data loading; speed-up = 1-process time / "
+          f"{args.processes}-process time")
     with tempfile.TemporaryDirectory(prefix="flint-scaling-") as scratch:
         folder = Path(scratch)
-        for name, (module, arguments, inside) in cases.items():
+        for name, module, labels, arguments, inside in cases:
+            labels = [*labels, "process"]
             results = {}
             for processes in (1, args.processes):
-                runs = [timed(module, arguments(folder / f"{processes}-{r}"), processes, folder, inside) for r in range(args.repeats)]
-                results[processes] = (statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs))
-                print(f"{name:<20} {processes} process{'es' if processes > 1 else '  '}: inside {results[processes][0]:7.1f} s, "
-                      f"process {results[processes][1]:7.1f} s")
+                runs = [timed(module, arguments(folder / f"{name}-{processes}-{r}".replace(" ", "").replace(",", "")),
+                              processes, folder, inside) for r in range(args.repeats)]
+                results[processes] = [statistics.median(run[i] for run in runs) for i in range(len(labels))]
+                print(f"{name:<18} {processes} process{'es' if processes > 1 else '  '}: "
+                      + ", ".join(f"{label} {value:6.1f}" for label, value in zip(labels, results[processes])))
             one, many = results[1], results[args.processes]
-            print(f"{name:<20} speed-up with {args.processes} processes (1-process time / {args.processes}-process time): "
-                  f"inside {one[0] / many[0]:.2f}, process {one[1] / many[1]:.2f}")
+            print(f"{name:<18} speed-up         : " + ", ".join(f"{label} {a / b:.2f}" for label, a, b in zip(labels, one, many)))
 
 
 if __name__ == "__main__":

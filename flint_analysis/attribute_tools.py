@@ -89,7 +89,7 @@ class AttributeToolResults:
         return int(self.am_pi.final_activation.shape[0])
 
 
-DEFAULT_TOOL_BATCH_SIZE = 16
+DEFAULT_TOOL_BATCH_SIZE = 8
 """Runs per batch of the attribute tools (``--tool-batch-size``). The batches are the pieces a ``torchrun`` run
 shares out, so they are the same for any number of processes (and the results too); any value gives the same
 numbers up to float rounding."""

@@ -101,12 +101,16 @@ def _global(args: argparse.Namespace, group: ProcessGroup, device: torch.device)
         seed=args.seed, batch_size=args.batch_size, tool_batch_size=args.tool_batch_size,
     )
     on_main(lambda: check_output_folder(output, GLOBAL_JSON, checkpoint.sha256, args.force), group)  # fail before the long computation
+    computing = time.perf_counter()
     result = global_interpretation(checkpoint.model, bundle.train, config, device, progress=not args.quiet, group=group)
     if not group.is_main:
         return 0
+    writing = time.perf_counter()
     write_global_report(result, checkpoint, output, force=args.force)
     summary = result.am_pi_summary()
-    say(f"wrote {output / 'index.html'} ({time.perf_counter() - started:.1f} s)")
+    done = time.perf_counter()
+    say(f"wrote {output / 'index.html'} ({done - started:.1f} s: analysis {writing - computing:.1f} s"
+        f"{f' on {group.world_size} processes' if group.distributed else ''}, figures and files {done - writing:.1f} s)")
     never = result.relevance.never_predicted
     if never:
         names = ", ".join(checkpoint.dataset.class_names[c] for c in never)

@@ -329,8 +329,8 @@ def _how_to_read(params: dict[str, Any], attribution: str | None, decoder: bool)
          "(common for pairs via φ&lt;0: a LeakyReLU's negative values are small)."),
     ]
     if attribution:
-        terms.append(("attribution map", f"{escape(attribution)} of direction·φ<sub>j</sub> with respect to the MAS's pixels: "
-                      "red pixels raise it, blue ones lower it. Each map has its own scale ±s (printed under it), "
+        terms.append(("attribution map", f"{escape(attribution)} of direction·φ<sub>j</sub> with respect to the MAS's pixels "
+                      "(summed over the channels of a colour image; arrays.npz keeps each channel): red pixels raise it, blue ones lower it. Each map has its own scale ±s (printed under it), "
                       "s its largest magnitude, so compare shapes, not colours, across maps."))
     if decoder:
         terms += [

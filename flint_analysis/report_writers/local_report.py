@@ -417,7 +417,7 @@ HOW_TO_READ = [
      "raise φ<sub>j</sub>, showing the attribute's pattern adapted to this input. The numbers under it are φ<sub>j</sub> at the "
      "start and at the end; ✓ the run reached x's own φ<sub>j</sub>, ⚠ it went far beyond, ✗ it did not."),
     ("attribution", "which pixels raise (red) or lower (blue) φ<sub>j</sub>, from the input attribution method named in the column "
-     "title; the colour bar gives the scale."),
+     "title (summed over the channels of a colour image; arrays.npz keeps each channel); the colour bar gives the scale."),
     ("d(Φ), ablation, difference", "d(Φ) is the decoder's drawing from all attributes; the ablation draws with φ<sub>j</sub> = 0; "
      "the difference map d(Φ) − ablation shows what attribute j adds to the drawing (red) or removes (blue)."),
 ]
