@@ -381,7 +381,8 @@ def _add_am_pi(parser: argparse.ArgumentParser) -> None:
 def _add_attribution(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--attribution", choices=[AUTO, *ATTRIBUTION_METHODS, "none"], default=AUTO,
                         help="input attribution of φ_j through Captum (default auto: the architecture's, as in the paper: "
-                        + ", ".join(f"{name} for {a.name}" for name, a in ((a.default_attribution, a) for a in ARCHITECTURES.values())) + ")")
+                        + ", ".join(f"{name} for {a.name}" for name, a in ((a.default_attribution, a) for a in ARCHITECTURES.values()))
+                        + "; guided-backprop for torchvision ResNets and VGG, gradient for the other torchvision networks)")
     parser.add_argument("--attribution-setting", dest="attribution_settings", action="append", type=attribution_setting,
                         default=[], metavar="NAME=VALUE",
                         help="a setting of the attribution method, repeatable: " + "; ".join(
