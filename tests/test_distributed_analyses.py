@@ -133,3 +133,38 @@ def test_an_error_found_by_rank_0_stops_every_rank_and_is_printed_once(mnist5k_c
     assert run.returncode != 0
     assert run.stderr.count("flint-analyze: error:") == 1, run.stderr[-3000:]
     assert (folder / "notes.txt").read_text() == "a user's file" and sorted(p.name for p in folder.iterdir()) == ["notes.txt"]
+
+
+def _option_strings(parser) -> set[str]:
+    import argparse
+
+    found = set()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found |= _option_strings(sub)
+        else:
+            found |= {s for s in action.option_strings if s not in ("-h", "--help", "--version")}
+    return found
+
+
+def test_every_option_but_mas_passes_through_torchruns_own_parser():
+    """torchrun parses its own options first and takes an abbreviation of one of them for it (argparse prefix
+    matching), even after the script's name: every option of both commands must reach the command, except ``--mas``,
+    whose spelling under torchrun is ``--mas-per-pair`` (README)."""
+    from torch.distributed.run import get_args_parser
+
+    from flint_analysis.training.cli import build_parser as train_parser
+
+    launcher = get_args_parser()
+    options = _option_strings(cli.build_parser()) | _option_strings(train_parser())
+    assert {"--mas", "--mas-per-pair", "--float64", "--tool-batch-size", "--workers"} <= options
+    refused = set()
+    for option in sorted(options):
+        try:
+            parsed = launcher.parse_args(["--nproc-per-node", "2", "-m", "flint_analysis.cli", "global", "x.pt", option, "1"])
+        except SystemExit:
+            refused.add(option)
+            continue
+        assert parsed.training_script_args == ["global", "x.pt", option, "1"], option
+    assert refused == {"--mas"}
