@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import re
 import sys
 from collections.abc import Callable
@@ -17,6 +18,8 @@ from flint_analysis.errors import FlintError, PeerStopped
 EXIT_USER_ERROR = 2
 EXIT_EMPTY_RESULT = 3
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141
+"""128 + SIGPIPE: the reader of standard output went away (``flint-analyze ... | head -1``), as for shell tools."""
 
 EXIT_STATUS_HELP = (
     "exit status: 0 done; 2 bad input (an option, a file, a checkpoint: one line on stderr, nothing written); "
@@ -66,6 +69,9 @@ def run_command(prog: str, handler: Callable[[], int], interrupted: Callable[[],
         message = interrupted() if interrupted else "interrupted; nothing was written"
         print(f"\n{prog}: {message}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # stdout's reader closed it: stop quietly, and let nothing flush into the closed pipe at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
 
 
 # ---------------------------------------------------------------------------------------------------------

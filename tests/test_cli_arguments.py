@@ -335,3 +335,21 @@ def test_unknown_class_name_is_one_line_after_loading(mnist5k_checkpoint, mnist5
     assert analyze_cli.main(["local", str(mnist5k_checkpoint), "--index", "0", "--class", "ten", "-o", str(out), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "unknown class 'ten'; classes are: 0, 1" in err and not out.exists()
+
+
+def test_a_closed_standard_output_ends_quietly_with_status_141(mnist5k_checkpoint):
+    """``flint-analyze info ckpt | head -1``: the reader goes away; no traceback, status 128 + SIGPIPE."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    read, write = os.pipe()
+    os.close(read)  # nobody will read: the command's first write fails with EPIPE
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    try:
+        run = subprocess.run([sys.executable, "-m", "flint_analysis.cli", "info", str(mnist5k_checkpoint)], stdout=write,
+                             stderr=subprocess.PIPE, text=True, env=env, timeout=120)
+    finally:
+        os.close(write)
+    assert run.returncode == 141 and "Traceback" not in run.stderr, run.stderr
