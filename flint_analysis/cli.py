@@ -103,14 +103,15 @@ def _global(args: argparse.Namespace, group: ProcessGroup, device: torch.device)
     on_main(lambda: check_output_folder(output, GLOBAL_JSON, checkpoint.sha256, args.force), group)  # fail before the long computation
     computing = time.perf_counter()
     result = global_interpretation(checkpoint.model, bundle.train, config, device, progress=not args.quiet, group=group)
+    writing = time.perf_counter()
+    write_global_report(result, checkpoint, output, force=args.force, group=group)  # every rank draws figures, rank 0 writes
     if not group.is_main:
         return 0
-    writing = time.perf_counter()
-    write_global_report(result, checkpoint, output, force=args.force)
     summary = result.am_pi_summary()
     done = time.perf_counter()
-    say(f"wrote {output / 'index.html'} ({done - started:.1f} s: analysis {writing - computing:.1f} s"
-        f"{f' on {group.world_size} processes' if group.distributed else ''}, figures and files {done - writing:.1f} s)")
+    on = f" on {group.world_size} processes" if group.distributed else ""
+    say(f"wrote {output / 'index.html'} ({done - started:.1f} s: analysis {writing - computing:.1f} s{on}, "
+        f"figures and files {done - writing:.1f} s{on})")
     never = result.relevance.never_predicted
     if never:
         names = ", ".join(checkpoint.dataset.class_names[c] for c in never)

@@ -92,6 +92,13 @@ def test_sharded_global_and_metrics_equal_one_process(mnist5k_checkpoint, tmp_pa
         assert sorted(a.files) == sorted(b.files)
         for key in a.files:
             assert np.array_equal(a[key], b[key], equal_nan=True), key
+    # the figures, drawn by both ranks and written by rank 0, are the same files byte for byte
+    files = sorted(p.relative_to(tmp_path / "g1") for p in (tmp_path / "g1").rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(tmp_path / "g2") for p in (tmp_path / "g2").rglob("*") if p.is_file())
+    assert len([f for f in files if f.suffix == ".png"]) > 20
+    for file in files:
+        if file.name != "global.json":
+            assert (tmp_path / "g1" / file).read_bytes() == (tmp_path / "g2" / file).read_bytes(), file
 
     metrics = ["metrics", checkpoint, "--batch-size", "100", "--quiet"]
     assert cli.main([*metrics, "-o", str(tmp_path / "m1")]) == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +14,7 @@ from flint_analysis.atomic_output import (
     OutputLayout, atomic_directory, describe_os_error, foreign_message, remove_stale_leftovers, resolve_output_folder, write_json,
 )
 from flint_analysis.checkpoint import Checkpoint
-from flint_analysis.distributed import current_run_record
+from flint_analysis.distributed import SINGLE_PROCESS, ProcessGroup, current_run_record
 from flint_analysis.errors import OutputError
 from flint_analysis.report_writers.html import escape
 from flint_analysis.runtime import compute_environment, library_versions
@@ -155,8 +156,21 @@ class ReportContent:
     arrays: Mapping[str, Any] = field(default_factory=dict)
 
 
+def _drawn_share(figures: Mapping[str, Callable[[], Any]], save: Callable[[Any, Path], None], group: ProcessGroup) -> dict[str, bytes]:
+    """The bytes of the figures this rank draws under torchrun: every ``world_size``-th one, from its rank on."""
+    drawn = {}
+    with tempfile.TemporaryDirectory(prefix="flint-figures-") as scratch:
+        for number, (name, draw) in enumerate(figures.items()):
+            if number % group.world_size == group.rank:
+                path = Path(scratch) / f"{number}{Path(name).suffix}"
+                save(draw(), path)
+                drawn[name] = path.read_bytes()
+    return drawn
+
+
 def write_report_folder(output_dir: str | Path, layout: OutputLayout, sha256: str | None, force: bool,
-                        content: Callable[[], ReportContent], save: Callable[[Any, Path], None]) -> dict[str, Any]:
+                        content: Callable[[], ReportContent], save: Callable[[Any, Path], None],
+                        group: ProcessGroup = SINGLE_PROCESS) -> dict[str, Any]:
     """Write a report folder atomically and return its JSON data: the skeleton of the global, metrics and disagreement writers.
 
     1. :func:`check_output_folder` on ``output_dir`` (marker ``layout.marker``), before anything is computed;
@@ -166,6 +180,10 @@ def write_report_folder(output_dir: str | Path, layout: OutputLayout, sha256: st
     4. under the lock, the same check again on ``output_dir``, then the swap.
 
     ``save`` is the writer module's ``save_figure`` (passed in, so that it can be replaced per writer).
+
+    Under ``torchrun`` (``group`` of W processes; every rank calls this with the same result) the figures are drawn
+    by all ranks, each every W-th one, and their bytes gathered on rank 0, which alone checks, writes and swaps the
+    folder; the other ranks write nothing and return the data. The figures must be files (not sub-reports).
     """
     output_dir = Path(output_dir)
     marker = layout.marker
@@ -175,13 +193,24 @@ def write_report_folder(output_dir: str | Path, layout: OutputLayout, sha256: st
     def check(target: Path) -> None:
         check_output_folder(target, marker, sha256, force, layout)
 
+    if group.distributed and not group.is_main:
+        report = content()
+        group.all_gather_objects(_drawn_share(report.figures, save, group))
+        return report.data
     check(output_dir)
     report = content()
     with atomic_directory(output_dir, layout, check) as staging:
         for folder in report.folders:
             (staging / folder).mkdir()
-        for name, draw in report.figures.items():
-            save(draw(), staging / name)
+        if group.distributed:
+            drawn: dict[str, bytes] = {}
+            for share in group.all_gather_objects(_drawn_share(report.figures, save, group)):
+                drawn.update(share)
+            for name in report.figures:
+                (staging / name).write_bytes(drawn[name])
+        else:
+            for name, draw in report.figures.items():
+                save(draw(), staging / name)
         if report.arrays:
             write_arrays(staging / ARRAYS_NAME, report.arrays)
         write_json(staging / marker, report.data)

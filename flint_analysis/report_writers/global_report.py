@@ -34,6 +34,7 @@ from flint_analysis.plots.global_plots import (
     tile_scales,
 )
 from flint_analysis.plots.style import ImageTile, colormap_css
+from flint_analysis.distributed import SINGLE_PROCESS, ProcessGroup
 from flint_analysis.report_writers.common import ARRAYS_NAME, ReportContent, header, report_stamp, write_report_folder
 from flint_analysis.report_writers.html import Raw, escape, how_to_read, image, lead, link, page, table
 
@@ -458,11 +459,14 @@ def _save(item: Any, path: Path) -> None:
         save_figure(item, path)
 
 
-def write_global_report(result: GlobalInterpretation, checkpoint: Checkpoint, output_dir: str | Path, force: bool = False) -> dict[str, Any]:
+def write_global_report(result: GlobalInterpretation, checkpoint: Checkpoint, output_dir: str | Path, force: bool = False,
+                        group: ProcessGroup = SINGLE_PROCESS) -> dict[str, Any]:
     """Write the whole report into ``output_dir`` atomically and return the JSON data.
 
     ``output_dir`` must be new, empty, or hold only a global report (:data:`LAYOUT`) of this checkpoint (of any
-    with ``force``); this is checked first and again when the new folder is moved into place.
+    with ``force``); this is checked first and again when the new folder is moved into place. Under ``torchrun``
+    every rank calls it: the figures are drawn by all of them and rank 0 alone writes the folder
+    (:func:`~flint_analysis.report_writers.common.write_report_folder`).
     """
     spec = checkpoint.dataset
     config = result.config
@@ -491,4 +495,4 @@ def write_global_report(result: GlobalInterpretation, checkpoint: Checkpoint, ou
         return ReportContent(data=data, html=_index_html(data, headline, scales), figures=figures,
                              folders=("classes", TILES_FOLDER), arrays=global_arrays(result, spec.input_shape))
 
-    return write_report_folder(output_dir, LAYOUT, checkpoint.sha256, force, content, save=_save)
+    return write_report_folder(output_dir, LAYOUT, checkpoint.sha256, force, content, save=_save, group=group)
