@@ -39,7 +39,7 @@ from flint_analysis.attribute_tools import (
 from flint_analysis.distributed import SINGLE_PROCESS, ProcessGroup
 from flint_analysis.decoder_ablation import DecoderAblation
 from flint_analysis.errors import InputError
-from flint_analysis.inference import ForwardPass, model_dtype
+from flint_analysis.inference import DEFAULT_BATCH_SIZE, ForwardPass, model_dtype
 from flint_analysis.mas import CLASS_BY
 from flint_analysis.options import FRACTION, NON_NEGATIVE_INT, POSITIVE_INT, check_options, option
 from flint_analysis.models import FlintModel, eval_mode
@@ -261,12 +261,14 @@ def explain_samples(
     config = config.for_architecture(model.architecture_name)
     if config.explained_class is not None and not 0 <= config.explained_class < model.num_classes:
         raise InputError(f"class {config.explained_class} is out of range; use 0-{model.num_classes - 1}")
-    with torch.no_grad(), eval_mode(model):
-        out = model(images.to(device=device, dtype=model_dtype(model)))
-    f_probabilities = torch.softmax(out.f_logits, dim=1).cpu()
-    g_logits = out.g_logits.cpu()
-    g_probabilities = torch.softmax(g_logits, dim=1).cpu()
-    phi = out.attributes.cpu()
+    with torch.no_grad(), eval_mode(model):  # in batches: many samples (an --indices-file) need not fit at once
+        outputs = [model(images[start : start + DEFAULT_BATCH_SIZE].to(device=device, dtype=model_dtype(model)))
+                   for start in range(0, max(images.shape[0], 1), DEFAULT_BATCH_SIZE)]  # no samples: one empty batch
+    f_logits = torch.cat([out.f_logits.cpu() for out in outputs])
+    f_probabilities = torch.softmax(f_logits, dim=1)
+    g_logits = torch.cat([out.g_logits.cpu() for out in outputs])
+    g_probabilities = torch.softmax(g_logits, dim=1)
+    phi = torch.cat([out.attributes.cpu() for out in outputs])
     explained = torch.full((images.shape[0],), config.explained_class) if config.explained_class is not None else g_probabilities.argmax(1)
     weight = model.interpreter.weight.detach().cpu()
     bias = None if model.interpreter.bias is None else model.interpreter.bias.detach().cpu()
