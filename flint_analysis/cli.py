@@ -398,12 +398,15 @@ def _in_process_group(handler):
         import torch
 
         group, device = join_process_group(resolve_device(args.device))
+        completed = False
         try:
-            return handler(args, group, device)
+            status = handler(args, group, device)
+            completed = True
+            return status
         except torch.distributed.DistBackendError as error:
             raise peer_failure(error) from None
         finally:
-            leave_process_group(group)
+            leave_process_group(group, completed)
 
     return run
 

@@ -250,12 +250,15 @@ def _check_post_hoc_options(args: argparse.Namespace) -> None:
 
 def _run(args: argparse.Namespace, state: dict[str, Any]) -> int:
     group, device = join_process_group(resolve_device(args.device))
+    completed = False
     try:
-        return _train(args, state, group, device)
+        status = _train(args, state, group, device)
+        completed = True
+        return status
     except torch.distributed.DistBackendError as error:
         raise peer_failure(error) from None
     finally:
-        leave_process_group(group)
+        leave_process_group(group, completed)
 
 
 def _train(args: argparse.Namespace, state: dict[str, Any], group: ProcessGroup, device: torch.device) -> int:
