@@ -142,20 +142,36 @@ def peer_failure(error: BaseException) -> DistributedError:
 def leave_process_group(group: ProcessGroup, completed: bool = False) -> None:
     """Destroy the default process group this process joined (nothing for a single process).
 
-    ``completed``: the command finished without error on this rank; it then first waits for every rank (a barrier).
-    A rank that tore its connections down while another was still busy (rank 0 writing the report, or receiving the
-    last gather) could abort with gloo ("terminate called without an active exception", seen once in eight
-    2-process runs; none in sixteen with the barrier). Not after an error: the ranks may then be in different
-    collectives, and the barrier would wait for ever.
+    ``completed``: the command finished without error on this rank; it then first waits for every rank
+    (:func:`wait_for_every_rank`). Not after an error: the other ranks may never arrive.
     """
     if group.distributed and torch.distributed.is_initialized():
-        try:
-            if completed:
-                torch.distributed.barrier()
-        except (torch.distributed.DistBackendError, RuntimeError) as error:  # another rank stopped first
-            raise peer_failure(error) from None
-        finally:
-            torch.distributed.destroy_process_group()
+        if completed:
+            wait_for_every_rank(group)
+        torch.distributed.destroy_process_group()
+
+
+def wait_for_every_rank(group: ProcessGroup, timeout_s: float = 600.0) -> None:
+    """Count this rank as finished in the run's key-value store and wait until every rank has (or ``timeout_s``).
+
+    Not a collective: the store is torchrun's (its agent's TCPStore), outside the gloo/NCCL connections, so when
+    it returns every rank has finished every collective and no rank can close a connection another still reads
+    (a rank that did so made the other abort: gloo's "Connection closed by peer", or "terminate called without an
+    active exception", about once in eight 2-process runs). Call it only where every rank arrives (after a
+    successful command, or an error every rank agreed on, :func:`on_main`).
+    """
+    import time
+    from torch.distributed.distributed_c10d import _get_default_store  # the store init_process_group connected to
+
+    key = "flint-analysis/finished"
+    try:
+        store = _get_default_store()
+        store.add(key, 1)
+        deadline = time.monotonic() + timeout_s
+        while store.add(key, 0) < group.world_size and time.monotonic() < deadline:
+            time.sleep(0.01)
+    except (RuntimeError, ValueError):  # the store went away: its host (rank 0 outside torchrun) saw every rank finish
+        pass
 
 
 class _GatherWithGradient(torch.autograd.Function):
@@ -259,6 +275,8 @@ def on_main(action: Callable[[], T], group: ProcessGroup) -> T | None:
         except FlintError as error:
             failure = error
     stopped = group.all_gather_objects(None if failure is None else str(failure))[0]
+    if stopped is not None:
+        wait_for_every_rank(group)  # every rank is here: none leaves while another still reads the gather
     if failure is not None:
         raise failure
     if stopped is not None:
